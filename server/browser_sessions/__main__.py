@@ -1,0 +1,3 @@
+from browser_sessions.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,78 @@
+"""The Backend protocol: the one seam between the MCP surface and where sessions live.
+
+Both backends implement it directly; the MCP layer never knows which one holds a session beyond the
+``backend`` field of its state. Every method that takes a ``session_id`` raises ``SessionNotFound`` for an
+unknown one, so tool handlers never look sessions up themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from browser_sessions.models import BackendName, SessionConfig, SessionStarted, SessionState, Step, TaskResult, TaskSpec
+
+ControlAction = Literal["pause", "resume", "stop"]
+
+
+@dataclass(frozen=True)
+class SessionChanged:
+    session_id: str
+
+
+@dataclass(frozen=True)
+class TaskChanged:
+    session_id: str
+    task_id: str
+
+
+@dataclass(frozen=True)
+class SessionsChanged:
+    """A session was created or ended: the list of live sessions differs."""
+
+
+BackendEvent = SessionChanged | TaskChanged | SessionsChanged
+EventSink = Callable[[BackendEvent], None]
+StepListener = Callable[[Step], Awaitable[None]]
+
+
+class Backend(Protocol):
+    name: BackendName
+
+    async def start_session(self, config: SessionConfig) -> SessionStarted:
+        """Create a session and return once it is Active (or Failed); queue ``initialTask`` if it has text."""
+        ...
+
+    async def run_task(self, spec: TaskSpec, profile_id: str | None) -> TaskResult:
+        """A one-shot session for ``spec``; it ends when the task ends. Returns the queued task."""
+        ...
+
+    async def send_task(self, session_id: str, spec: TaskSpec) -> TaskResult:
+        """Queue a task; tasks of a session run one at a time in the order sent."""
+        ...
+
+    async def wait_task(
+        self, session_id: str, task_id: str, wait_seconds: float, on_step: StepListener | None = None
+    ) -> TaskResult:
+        """Wait up to ``wait_seconds`` for the task to settle (completed, failed or guardrail), calling
+        ``on_step`` for each step taken meanwhile; return its state either way."""
+        ...
+
+    async def get_task(self, session_id: str, task_id: str) -> TaskResult: ...
+
+    async def get_session(self, session_id: str) -> SessionState: ...
+
+    async def list_sessions(self, include_ended: bool) -> list[SessionState]: ...
+
+    async def terminate(self, session_id: str) -> SessionState:
+        """End the session (its running and queued tasks fail with TASK_STOPPED); return the final state."""
+        ...
+
+    async def control(self, session_id: str, action: ControlAction) -> SessionState:
+        """pause (after the current step) / resume / stop (the current task only; the session stays)."""
+        ...
+
+    async def screenshot(self, session_id: str) -> bytes:
+        """PNG of the session's current page."""
+        ...

@@ -1,0 +1,79 @@
+"""Runs parsed instruction lines on the page layer, one recorded step per line."""
+
+from __future__ import annotations
+
+from playwright.async_api import Error as PlaywrightError
+
+from browser_sessions.backends.local.outputs import Extract, TextExtract
+from browser_sessions.backends.local.page.extract import extract_table, page_markdown
+from browser_sessions.backends.local.page.locate import locate, wait_for_text
+from browser_sessions.backends.local.planners.instructions import (
+    Check,
+    Click,
+    ExtractTable,
+    ExtractText,
+    GoTo,
+    Instruction,
+    Line,
+    Press,
+    Select,
+    TypeText,
+    WaitFor,
+)
+from browser_sessions.backends.local.task_run import TaskRun
+from browser_sessions.errors import TaskFailure
+
+
+async def run_lines(lines: list[Line], run: TaskRun) -> list[Extract]:
+    """Execute ``lines`` in order; a failing line fails the task with a message that names it."""
+    extracts: list[Extract] = []
+    for line in lines:
+        await run.checkpoint()
+        try:
+            extract = await _perform(line.instruction, run)
+        except TaskFailure as exc:
+            exc.message = f"Line {line.number} ({line.text!r}): {exc.message}"
+            raise
+        except PlaywrightError as exc:
+            first = exc.message.splitlines()[0] if exc.message else type(exc).__name__
+            raise TaskFailure(f"Line {line.number} ({line.text!r}) failed: {first}") from exc
+        if extract is not None:
+            extracts.append(extract)
+        await run.step(line.text)
+    return extracts
+
+
+async def _perform(instruction: Instruction, run: TaskRun) -> Extract | None:
+    page = await run.page()
+    timeout = run.step_timeout
+    ms = timeout * 1000
+    match instruction:
+        case GoTo(url):
+            await run.goto(url)
+        case Click(name):
+            target = await locate(page, name, "click", timeout=timeout)
+            await target.click(timeout=ms)
+            await run.settle()
+        case TypeText(text, field, submit):
+            target = await locate(page, field, "fill", timeout=timeout)
+            await target.fill(await run.fill_secrets(text), timeout=ms)
+            if submit:
+                await target.press("Enter", timeout=ms)
+                await run.settle()
+        case Select(option, field):
+            target = await locate(page, field, "select", timeout=timeout)
+            await target.select_option(option, timeout=ms)  # a string matches an option's label or value
+        case Check(name, checked):
+            target = await locate(page, name, "check", timeout=timeout)
+            await target.set_checked(checked, timeout=ms)
+        case Press(key):
+            await page.keyboard.press(key)
+            await run.settle()
+        case WaitFor(text):
+            await wait_for_text(page, text, timeout=run.navigation_timeout)
+        case ExtractText(element):
+            target = await wait_for_text(page, element, timeout=timeout) if element else None
+            return TextExtract(await page_markdown(page, target))
+        case ExtractTable(title):
+            return await extract_table(page, title)
+    return None

@@ -1,0 +1,120 @@
+"""What a planner may do during one task: act on the session's current page, navigate under the session's
+domain policy, type secrets for the current host, record steps, and honour pause and the time budget.
+
+Planners (instructions now, a model later) and the step tools share this one layer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import anyio
+from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import Page
+
+from browser_sessions.backends.local.policy import DomainPolicy
+from browser_sessions.backends.local.secrets import SecretVault
+from browser_sessions.backends.local.tasks import TaskRecord
+from browser_sessions.errors import DomainBlocked, NavigationFailed
+
+POPUP_GRACE = 0.1  # seconds after an action for a window.open() to surface as a page
+
+
+@dataclass(frozen=True)
+class BlockedNavigation:
+    host: str
+    rule: str
+
+
+class SessionView(Protocol):
+    """The parts of a live session a task run uses."""
+
+    policy: DomainPolicy
+    vault: SecretVault
+    blocked_navigations: list[BlockedNavigation]
+    paused: bool
+
+    async def current_page(self) -> Page: ...
+
+    async def wait_resumed(self) -> None: ...
+
+    async def refresh_title(self) -> None: ...
+
+
+class TaskRun:
+    def __init__(
+        self, session: SessionView, task: TaskRecord, *, navigation_timeout: float, step_timeout: float
+    ) -> None:
+        self._session = session
+        self.task = task
+        self.navigation_timeout = navigation_timeout
+        self.step_timeout = step_timeout
+        self._blocked_seen = len(session.blocked_navigations)
+
+    async def page(self) -> Page:
+        return await self._session.current_page()
+
+    async def host(self) -> str:
+        return urlsplit((await self.page()).url).hostname or ""
+
+    async def goto(self, url: str) -> None:
+        """Load ``url`` in the current page; refuse avoided domains before any request is made."""
+        host = urlsplit(url).hostname or ""
+        rule = self._session.policy.blocked_by(host)
+        if rule is not None:
+            raise DomainBlocked(host, rule)
+        page = await self.page()
+        try:
+            await page.goto(url, wait_until="load", timeout=self.navigation_timeout * 1000)
+        except PlaywrightError as exc:
+            self.raise_if_blocked()
+            raise NavigationFailed(f"Could not load {url}: {exc.message.splitlines()[0]}") from exc
+        self.raise_if_blocked()
+
+    async def settle(self) -> None:
+        """Let what an action started finish (bounded): a navigation of the page, or a popup, which the
+        page opens a moment after the click returns and which then becomes the current page."""
+        await anyio.sleep(POPUP_GRACE)
+        page = await self.page()
+        try:
+            await page.wait_for_load_state("load", timeout=self.navigation_timeout * 1000)
+        except PlaywrightError as exc:
+            self.raise_if_blocked()
+            raise NavigationFailed(f"The page did not finish loading: {exc.message.splitlines()[0]}") from exc
+        self.raise_if_blocked()
+
+    def raise_if_blocked(self) -> None:
+        """Fail the task if any page of the session tried to navigate to an avoided domain meanwhile."""
+        blocked = self._session.blocked_navigations[self._blocked_seen :]
+        if blocked:
+            raise DomainBlocked(blocked[0].host, blocked[0].rule)
+
+    async def fill_secrets(self, text: str) -> str:
+        """``text`` with its ``{{secret.NAME}}`` placeholders filled for the current host."""
+        return self._session.vault.resolve(text, await self.host())
+
+    async def step(self, action: str) -> None:
+        """Record a finished step (redacted), then honour pause before the next one."""
+        self.raise_if_blocked()
+        await self._session.refresh_title()
+        page = await self.page()
+        redact = self._session.vault.redact
+        self.task.add_step(redact(action), redact(page.url))
+        await self.checkpoint()
+
+    async def checkpoint(self) -> None:
+        """While the session is paused, wait; paused time does not count against maxDuration."""
+        if not self._session.paused:
+            return
+        scope = self.task.scope
+        remaining = (scope.deadline - anyio.current_time()) if scope is not None else math.inf
+        self.task.pause_clock()
+        if scope is not None:
+            scope.deadline = math.inf
+        await self._session.wait_resumed()
+        if scope is not None:
+            scope.deadline = anyio.current_time() + remaining
+        self.task.resume_clock()

@@ -1,0 +1,116 @@
+"""``browser-sessions``: serve (MCP over stdio, SSE or streamable HTTP), demo, doctor."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import platform
+import sys
+import time
+from importlib.metadata import version
+from typing import Any
+
+import anyio
+from playwright.async_api import async_playwright
+
+from browser_sessions import __version__
+from browser_sessions.backends.local.browser import find_browser, launch
+from browser_sessions.errors import BrowserUnavailable
+from browser_sessions.settings import Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="browser-sessions", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"browser-sessions {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the MCP server")
+    serve.add_argument("--transport", choices=["stdio", "sse", "streamable-http"], help="default: stdio")
+    serve.add_argument("--host", help="bind address for HTTP transports (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port for HTTP transports (default 8931)")
+    serve.add_argument("--browser-path", help="Chromium/Chrome executable (default: discovered)")
+    serve.add_argument("--headed", action="store_true", help="show browser windows")
+    serve.add_argument("--idle-timeout", type=float, help="seconds before an idle session ends (default 300)")
+    serve.add_argument("--max-sessions", type=int, help="live sessions at most (default 50)")
+    serve.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+    commands.add_parser("demo", help="run the quickstart demo: a real task on a local demo shop")
+    commands.add_parser("doctor", help="check the browser, versions and settings")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    flags: dict[str, Any] = {
+        "transport": args.transport,
+        "host": args.host,
+        "port": args.port,
+        "browser_path": args.browser_path,
+        "idle_timeout": args.idle_timeout,
+        "max_sessions": args.max_sessions,
+        "log_level": args.log_level,
+    }
+    if args.headed:
+        flags["headless"] = False
+    return Settings(**{k: v for k, v in flags.items() if v is not None})
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(settings: Settings) -> int:
+    from browser_sessions.mcp.server import build_server
+
+    if settings.transport != "stdio" and not _is_loopback(settings.host):
+        print(
+            f"Refusing to serve on {settings.host}: this version has no authentication for HTTP transports, "
+            "so it binds only to loopback (127.0.0.1, ::1, localhost). Put a reverse proxy with auth in front.",
+            file=sys.stderr,
+        )
+        return 2
+    server = build_server(settings)
+    if settings.transport == "stdio":
+        server.run("stdio")
+    else:
+        server.run(settings.transport, host=settings.host, port=settings.port)
+    return 0
+
+
+async def _doctor(settings: Settings) -> int:
+    print(f"browser-sessions {__version__} on Python {platform.python_version()} ({platform.platform()})")
+    for package in ("mcp", "playwright", "pydantic", "anyio"):
+        print(f"  {package} {version(package)}")
+    print("settings (BROWSER_SESSIONS_*):")
+    for name, value in settings.model_dump().items():
+        print(f"  {name.upper():<20} {value}")
+    async with async_playwright() as playwright:
+        try:
+            found = find_browser(settings, playwright.chromium.executable_path)
+            print(f"browser: {found.path} (found via {found.source})")
+            started = time.perf_counter()
+            browser, _ = await launch(playwright, settings)
+            page = await browser.new_page()
+            await page.set_content("<title>ok</title>")
+            print(f"  launched Chromium {browser.version} and opened a page in {time.perf_counter() - started:.2f} s")
+            await browser.close()
+        except BrowserUnavailable as exc:
+            print(f"browser: NOT READY\n  {exc.message}", file=sys.stderr)
+            return 1
+    print("ready. Add it to an MCP client as: browser-sessions serve")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        return serve(_settings(args))
+    if args.command == "doctor":
+        return anyio.run(_doctor, Settings())
+    from browser_sessions.demo import main as demo
+
+    return demo()

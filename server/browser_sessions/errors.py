@@ -1,0 +1,122 @@
+"""The one error tree of browser-sessions.
+
+Every failure a caller can act on is a ``BrowserSessionsError`` with a stable ``code`` (the seed API's
+codes where one exists) and a message that says what went wrong and what to do next. Boundaries translate
+foreign errors exactly once (Playwright errors in the local backend) with ``raise ... from``; the MCP layer
+turns these into tool errors. Task failures carry the same ``code`` in the task result's ``error``.
+
+::
+
+    BrowserSessionsError
+    ├── InvalidInput                    bad arguments the caller can fix            INVALID_PARAMETER
+    ├── SessionNotFound                 unknown or ended sessionId                  SESSION_NOT_FOUND
+    ├── SessionEnded                    session exists but no longer takes work     SESSION_EXPIRED
+    ├── TaskNotFound                    unknown taskId in a known session           TASK_NOT_FOUND
+    ├── BrowserUnavailable              no Chromium found or it failed to start    INSTANCE_UNAVAILABLE
+    ├── SessionLimitReached             max_sessions live already                   SESSION_LIMIT_REACHED
+    └── TaskFailure                     a task ended in failure (carried in results)
+        ├── TaskTimeout                 maxDuration passed                          TASK_TIMEOUT
+        ├── TaskStopped                 control_session(stop) or session ended      TASK_STOPPED
+        ├── DomainBlocked               avoidDomains refused a navigation           DOMAIN_BLOCKED
+        ├── InstructionError            a line the planner cannot parse             INVALID_TASK_DETAILS
+        ├── ModelRequired               free text with no model configured          MODEL_REQUIRED
+        ├── ElementNotFound             nothing on the page matches                 ELEMENT_NOT_FOUND
+        ├── NavigationFailed            page did not load                           NAVIGATION_FAILED
+        ├── OutputInvalid               output failed outputSchema                  OUTPUT_VALIDATION_FAILED
+        └── BrowserLost                 the browser went away mid-task             BROWSER_LOST
+"""
+
+from __future__ import annotations
+
+
+class BrowserSessionsError(Exception):
+    """Base of every error we raise on purpose; ``str()`` is the message meant for the caller."""
+
+    code: str = "INTERNAL_ERROR"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(BrowserSessionsError):
+    code = "INVALID_PARAMETER"
+
+
+class SessionNotFound(BrowserSessionsError):
+    code = "SESSION_NOT_FOUND"
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(
+            f"No session with sessionId {session_id!r}. Call list_sessions to see live sessions, "
+            "or start_session to create one."
+        )
+
+
+class SessionEnded(BrowserSessionsError):
+    code = "SESSION_EXPIRED"
+
+    def __init__(self, session_id: str, status: str, reason: str) -> None:
+        super().__init__(
+            f"Session {session_id} is {status} ({reason}) and takes no more work. "
+            "Start a new session with start_session; its records stay readable with get_session."
+        )
+
+
+class TaskNotFound(BrowserSessionsError):
+    code = "TASK_NOT_FOUND"
+
+    def __init__(self, session_id: str, task_id: str) -> None:
+        super().__init__(f"Session {session_id} has no task {task_id!r}. get_session lists the session's taskIds.")
+
+
+class BrowserUnavailable(BrowserSessionsError):
+    code = "INSTANCE_UNAVAILABLE"
+
+
+class SessionLimitReached(BrowserSessionsError):
+    code = "SESSION_LIMIT_REACHED"
+
+
+class TaskFailure(BrowserSessionsError):
+    code = "TASK_FAILED"
+
+
+class TaskTimeout(TaskFailure):
+    code = "TASK_TIMEOUT"
+
+
+class TaskStopped(TaskFailure):
+    code = "TASK_STOPPED"
+
+
+class DomainBlocked(TaskFailure):
+    code = "DOMAIN_BLOCKED"
+
+    def __init__(self, host: str, rule: str) -> None:
+        super().__init__(f"Blocked: {host} is in this task's avoidDomains ({rule}). Choose a page on another domain.")
+        self.host = host
+
+
+class InstructionError(TaskFailure):
+    code = "INVALID_TASK_DETAILS"
+
+
+class ModelRequired(TaskFailure):
+    code = "MODEL_REQUIRED"
+
+
+class ElementNotFound(TaskFailure):
+    code = "ELEMENT_NOT_FOUND"
+
+
+class NavigationFailed(TaskFailure):
+    code = "NAVIGATION_FAILED"
+
+
+class OutputInvalid(TaskFailure):
+    code = "OUTPUT_VALIDATION_FAILED"
+
+
+class BrowserLost(TaskFailure):
+    code = "BROWSER_LOST"

@@ -1,0 +1,26 @@
+"""What the server's lifespan yields: the backend and the notifier, reached by handlers through ``app``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mcp.server.mcpserver import Context
+
+from browser_sessions.backends.local.engine import LocalBackend
+from browser_sessions.mcp.notifications import Notifier
+from browser_sessions.settings import Settings
+
+
+@dataclass(frozen=True)
+class AppState:
+    settings: Settings
+    backend: LocalBackend
+    notifier: Notifier
+
+
+def app(ctx: Context[Any]) -> AppState:
+    """The running server's state; also remembers the caller's connection for change notifications."""
+    state: AppState = ctx.request_context.lifespan_context
+    state.notifier.remember(ctx.request_context.session, ctx.request_context.protocol_version)
+    return state

@@ -1,0 +1,85 @@
+"""Backend events as MCP change notifications, on both protocol eras.
+
+2026-07-28 clients listen through ``subscriptions/listen``: events go on the server's SubscriptionBus.
+Handshake-era clients subscribe with ``resources/subscribe`` and hear ``notifications/resources/updated``
+and ``list_changed`` on their own connection, which we remember when they call us.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from mcp.server.session import ServerSession
+from mcp.server.subscriptions import ResourcesListChanged, ResourceUpdated, SubscriptionBus
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+from browser_sessions.backends.base import BackendEvent, SessionChanged, TaskChanged
+
+logger = logging.getLogger("browser_sessions.notifications")
+
+
+def event_uris(event: BackendEvent) -> list[str]:
+    if isinstance(event, SessionChanged):
+        return [f"session://{event.session_id}", f"session://{event.session_id}/screenshot"]
+    if isinstance(event, TaskChanged):
+        task = f"session://{event.session_id}/tasks/{event.task_id}"
+        return [task, f"{task}/output"]
+    return []
+
+
+class Notifier:
+    def __init__(self, bus: SubscriptionBus) -> None:
+        self._bus = bus
+        self._legacy: weakref.WeakKeyDictionary[ServerSession, set[str]] = weakref.WeakKeyDictionary()
+        send, receive = anyio.create_memory_object_stream[BackendEvent](max_buffer_size=10_000)
+        self._send: MemoryObjectSendStream[BackendEvent] = send
+        self._receive: MemoryObjectReceiveStream[BackendEvent] = receive
+
+    def remember(self, session: ServerSession, protocol_version: str) -> None:
+        """Note a handshake-era connection so it hears list changes."""
+        if protocol_version not in MODERN_PROTOCOL_VERSIONS and session not in self._legacy:
+            self._legacy[session] = set()
+
+    def subscribe(self, session: ServerSession, uri: str) -> None:
+        self._legacy.setdefault(session, set()).add(uri)
+
+    def unsubscribe(self, session: ServerSession, uri: str) -> None:
+        self._legacy.get(session, set()).discard(uri)
+
+    def on_event(self, event: BackendEvent) -> None:
+        """Called synchronously by the backend; never blocks (notifications are hints, dropped when full)."""
+        try:
+            self._send.send_nowait(event)
+        except anyio.WouldBlock:
+            logger.debug("notification queue full; dropped %s", event)
+        except anyio.ClosedResourceError:
+            pass  # the server is shutting down; nobody is listening any more
+
+    def close(self) -> None:
+        self._send.close()
+
+    async def pump(self) -> None:
+        """Deliver queued events until cancelled."""
+        async with self._receive:
+            async for event in self._receive:
+                await self._deliver(event)
+
+    async def _deliver(self, event: BackendEvent) -> None:
+        uris = event_uris(event)
+        for uri in uris:
+            await self._bus.publish(ResourceUpdated(uri=uri))
+        if not uris:
+            await self._bus.publish(ResourcesListChanged())
+        for session, subscribed in list(self._legacy.items()):
+            try:
+                if not uris:
+                    await session.send_resource_list_changed()
+                for uri in uris:
+                    if uri in subscribed:
+                        await session.send_resource_updated(uri)
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError) as exc:
+                logger.debug("dropping a closed connection from notifications: %r", exc)
+                self._legacy.pop(session, None)

@@ -1,0 +1,58 @@
+"""Tool parameter types: the seed's names, bounds and a one-line description each (the model reads them).
+
+Limits mirror ``models.TaskSpec``, which validates them again when the spec is built.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from browser_sessions.models import OutputType, SecretSpec, TaskSpec
+
+SessionId = Annotated[str, Field(min_length=1, max_length=64, description="The session's id from start_session.")]
+TaskId = Annotated[str, Field(min_length=1, max_length=64, description="The task's id from send_task or run_task.")]
+TaskDetails = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=20_000,
+        description='Instruction lines (go to <url>; click "<name>"; type "<text>" into "<field>"; '
+        'select "<option>" in "<field>"; check "<name>"; press <Key>; wait for "<text>"; extract text; '
+        'extract table ["<caption>"]). Secrets as {{secret.NAME}}.',
+    ),
+]
+StartingPoint = Annotated[str | None, Field(description="http(s) URL loaded before the task starts.")]
+MaxDuration = Annotated[int, Field(ge=1_000, le=300_000, description="Task time limit in ms (1000..300000).")]
+MaxInputTokens = Annotated[int, Field(ge=0, le=100_000, description="Model input token budget (0..100000).")]
+MaxOutputTokens = Annotated[int, Field(ge=0, le=100_000, description="Model output token budget (0..100000).")]
+AvoidDomains = Annotated[
+    list[str], Field(max_length=500, description="Domains (and subdomains) the browser must never contact.")
+]
+Secrets = Annotated[
+    list[SecretSpec],
+    Field(max_length=50, description="[{match: host pattern or 'all', fields: {NAME: value}}]; never shown back."),
+]
+OutputTypeParam = Annotated[OutputType, Field(description="text, structured_json or structured_csv.")]
+OutputSchema = Annotated[
+    dict[str, Any] | list[str] | None,
+    Field(description="JSON Schema object (structured_json) or list of column names (structured_csv)."),
+]
+TerminateOnCompletion = Annotated[bool, Field(description="End the session when this task ends.")]
+ProfileId = Annotated[str | None, Field(max_length=128, description="Saved profile to start from (logins).")]
+Mode = Annotated[Literal["default"], Field(description='Session mode; only "default".')]
+InitialTask = Annotated[TaskSpec | None, Field(description="A first task, with the same fields as send_task.")]
+WaitSeconds = Annotated[
+    float,
+    Field(
+        ge=0,
+        le=300,
+        description="Seconds to wait for the task before returning its running state (0 returns at once).",
+    ),
+]
+IncludeEnded = Annotated[bool, Field(description="Also list ended sessions kept in memory.")]
+ControlAction = Annotated[
+    Literal["pause", "resume", "stop"],
+    Field(description="pause after the current step, resume, or stop the current task (the session stays)."),
+]

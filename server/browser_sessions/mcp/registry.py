@@ -1,0 +1,102 @@
+"""Turning tool declarations into SDK tools: strict arguments, one error translation, one reply builder.
+
+Each handler is wrapped so that
+- unknown arguments are refused (the SDK's argument models ignore them) and every argument error reads
+  as "field: what is wrong; fix and call again" with the input never echoed (it may hold secrets);
+- our errors become ``ToolError``s (a plain exception reaches the caller as a bare "Error executing tool");
+- the returned model is rendered once by ``replies.render`` into text plus structured content.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.tools import Tool
+from mcp.types import CallToolResult, ToolAnnotations
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidatorFunctionWrapHandler, model_validator
+from pydantic_core import PydanticCustomError
+
+from browser_sessions.errors import BrowserSessionsError
+from browser_sessions.mcp.replies import render
+
+Handler = Callable[..., Awaitable[BaseModel]]
+
+
+@dataclass(frozen=True)
+class ToolDeclaration:
+    handler: Handler
+    title: str
+    annotations: ToolAnnotations
+
+
+def describe_validation(error: ValidationError) -> str:
+    """One readable line per problem, without the offending input."""
+    parts: list[str] = []
+    for item in error.errors(include_url=False, include_input=False, include_context=False):
+        where = ".".join(str(p) for p in item["loc"]) or "arguments"
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown field; remove it (the tool's input schema lists the fields it takes)"
+        elif item["type"] == "missing":
+            message = "required; add it"
+        parts.append(f"{where}: {message}")
+    return "Invalid arguments: " + "; ".join(parts) + ". Fix them and call again."
+
+
+def _strict(tool: Tool) -> None:
+    base = tool.fn_metadata.arg_model
+
+    class StrictArguments(base):  # type: ignore[valid-type,misc]
+        model_config = ConfigDict(extra="forbid", hide_input_in_errors=True, arbitrary_types_allowed=True)
+
+        @model_validator(mode="wrap")
+        @classmethod
+        def _readable(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+            try:
+                return handler(data)
+            except ValidationError as exc:
+                # {{ }} keep braces in messages literal in pydantic's message template
+                text = describe_validation(exc).replace("{", "{{").replace("}", "}}")
+                raise PydanticCustomError("invalid_arguments", text) from None
+
+    StrictArguments.__name__ = base.__name__
+    tool.fn_metadata.arg_model = StrictArguments
+    tool.parameters = {**tool.parameters, "additionalProperties": False}
+
+
+def _wrap(handler: Handler) -> Callable[..., Awaitable[CallToolResult]]:
+    signature = inspect.signature(handler, eval_str=True)
+
+    @functools.wraps(handler)
+    async def call(*args: Any, **kwargs: Any) -> CallToolResult:
+        try:
+            result = await handler(*args, **kwargs)
+        except BrowserSessionsError as exc:
+            raise ToolError(f"{exc.code}: {exc.message}") from exc
+        except ValidationError as exc:
+            raise ToolError(describe_validation(exc)) from exc
+        return render(result)
+
+    call.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        return_annotation=Annotated[CallToolResult, signature.return_annotation]
+    )
+    return call
+
+
+def build_tools(declarations: list[ToolDeclaration]) -> list[Tool]:
+    tools: list[Tool] = []
+    for declaration in declarations:
+        tool = Tool.from_function(
+            _wrap(declaration.handler),
+            name=declaration.handler.__name__,
+            title=declaration.title,
+            annotations=declaration.annotations,
+        )
+        _strict(tool)
+        tools.append(tool)
+    return tools

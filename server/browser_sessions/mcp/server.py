@@ -1,0 +1,85 @@
+"""``build_server``: a fresh MCP server whose lifespan owns the backend (no module globals)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import anyio
+from mcp.server import MCPServer, NotificationOptions
+from mcp.server.subscriptions import InMemorySubscriptionBus
+
+from browser_sessions import __version__
+from browser_sessions.backends.local.engine import LocalBackend, open_local_backend
+from browser_sessions.mcp.app_state import AppState
+from browser_sessions.mcp.notifications import Notifier
+from browser_sessions.mcp.registry import build_tools
+from browser_sessions.mcp.resources import register_resources
+from browser_sessions.mcp.tools import TOOLS
+from browser_sessions.settings import Settings
+
+INSTRUCTIONS = """\
+browser-sessions gives you isolated browser sessions (own cookies, storage, cache), many at once.
+- One-off job: run_task(taskDetails, startingPoint?) starts a session, runs the task, ends the session.
+- Several steps in one browser: start_session() -> send_task(sessionId, taskDetails) as often as needed -> terminate.
+- taskDetails without a model are instruction lines: go to <url>; click "<name>"; type "<text>" into "<field>";
+  select "<option>" in "<field>"; check "<name>"; press <Key>; wait for "<text>"; extract text; extract table.
+- Task tools wait up to waitSeconds (default 50) and then return status "running" with a taskId: poll
+  get_task(sessionId, taskId, waitSeconds) or subscribe to session://<sessionId>/tasks/<taskId>.
+- outputType structured_json/structured_csv needs outputSchema; the output is validated against it.
+- Secrets: pass secrets=[{match, fields}] and write {{secret.NAME}} in taskDetails; values are never shown.
+- Sessions idle for 5 minutes are terminated; terminate sessions you no longer need.
+"""
+
+BackendFactory = Callable[[Settings], AbstractAsyncContextManager[LocalBackend]]
+
+
+def build_server(
+    settings: Settings | None = None, backend_factory: BackendFactory | None = None
+) -> MCPServer[AppState]:
+    """A new server; each lifespan (per stdio connection, once per HTTP server) opens its own backend."""
+    settings = settings or Settings()
+    factory = backend_factory or open_local_backend
+    bus = InMemorySubscriptionBus()
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
+        notifier = Notifier(bus)
+        async with factory(settings) as backend, anyio.create_task_group() as group:
+            backend.subscribe(notifier.on_event)
+            group.start_soon(notifier.pump)
+            try:
+                yield AppState(settings=settings, backend=backend, notifier=notifier)
+            finally:
+                notifier.close()
+                group.cancel_scope.cancel()
+
+    server: MCPServer[AppState] = MCPServer(
+        name="browser-sessions",
+        title="Browser sessions",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        tools=build_tools(TOOLS),
+        lifespan=lifespan,
+        subscriptions=bus,
+        log_level=settings.log_level,
+    )
+    register_resources(server)
+    _advertise_list_changed(server)
+    return server
+
+
+def _advertise_list_changed(server: MCPServer[Any]) -> None:
+    """Tell handshake-era clients that list_changed notifications are sent (MCPServer passes no
+    NotificationOptions, so they would read false)."""
+    low = server._lowlevel_server
+    original = low.create_initialization_options
+
+    @functools.wraps(original)
+    def with_options(notification_options: NotificationOptions | None = None, *args: Any, **kwargs: Any) -> Any:
+        options = notification_options or NotificationOptions(resources_changed=True)
+        return original(options, *args, **kwargs)
+
+    low.create_initialization_options = with_options  # type: ignore[method-assign]

@@ -1,0 +1,186 @@
+"""The lifecycle tools, one declaration each, gathered in ``TOOLS`` and registered in a loop (registry.py).
+
+Handlers return result models; errors are ``BrowserSessionsError``s; replies.py renders the text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp.server.mcpserver import Context
+from mcp.types import ToolAnnotations
+
+from browser_sessions.backends.base import Backend
+from browser_sessions.mcp.app_state import app
+from browser_sessions.mcp.params import (
+    AvoidDomains,
+    ControlAction,
+    IncludeEnded,
+    InitialTask,
+    MaxDuration,
+    MaxInputTokens,
+    MaxOutputTokens,
+    Mode,
+    OutputSchema,
+    OutputTypeParam,
+    ProfileId,
+    Secrets,
+    SessionId,
+    StartingPoint,
+    TaskDetails,
+    TaskId,
+    TerminateOnCompletion,
+    WaitSeconds,
+)
+from browser_sessions.mcp.registry import ToolDeclaration
+from browser_sessions.models import (
+    SessionConfig,
+    SessionList,
+    SessionStarted,
+    SessionState,
+    Step,
+    TaskResult,
+    TaskSpec,
+)
+
+
+async def _wait(ctx: Context[Any], backend: Backend, task: TaskResult, wait_seconds: float) -> TaskResult:
+    """Wait for ``task`` up to ``wait_seconds``, reporting each step as MCP progress."""
+
+    async def progress(step: Step) -> None:
+        await ctx.report_progress(step.n, None, f"step {step.n}: {step.action}")
+
+    return await backend.wait_task(task.session_id, task.task_id, wait_seconds, progress)
+
+
+async def start_session(
+    ctx: Context[Any],
+    profileId: ProfileId = None,
+    mode: Mode = "default",
+    initialTask: InitialTask = None,
+    waitSeconds: WaitSeconds = 50,
+) -> SessionStarted:
+    """Start an isolated browser session (its own cookies, storage and cache). With initialTask, run it
+    and wait up to waitSeconds for its result; otherwise the session waits for send_task."""
+    backend = app(ctx).backend
+    started = await backend.start_session(SessionConfig(profile_id=profileId, mode=mode, initial_task=initialTask))
+    if started.task is None:
+        return started
+    task = await _wait(ctx, backend, started.task, waitSeconds)
+    state = await backend.get_session(started.session_id)
+    return SessionStarted(**state.model_dump(), task=task)
+
+
+async def run_task(
+    ctx: Context[Any],
+    taskDetails: TaskDetails,
+    startingPoint: StartingPoint = None,
+    maxDuration: MaxDuration = 300_000,
+    maxInputTokens: MaxInputTokens = 100_000,
+    maxOutputTokens: MaxOutputTokens = 100_000,
+    avoidDomains: AvoidDomains = [],  # noqa: B006 - pydantic copies defaults
+    secrets: Secrets = [],  # noqa: B006
+    outputType: OutputTypeParam = "text",
+    outputSchema: OutputSchema = None,
+    profileId: ProfileId = None,
+    waitSeconds: WaitSeconds = 50,
+) -> TaskResult:
+    """Run one task in a fresh session that ends when the task ends; returns the result, or the running
+    state after waitSeconds (then poll get_task or subscribe to the task's resource)."""
+    spec = TaskSpec(
+        task_details=taskDetails,
+        starting_point=startingPoint,
+        max_duration=maxDuration,
+        max_input_tokens=maxInputTokens,
+        max_output_tokens=maxOutputTokens,
+        avoid_domains=avoidDomains,
+        secrets=secrets,
+        output_type=outputType,
+        output_schema=outputSchema,
+        terminate_on_completion=True,
+    )
+    backend = app(ctx).backend
+    return await _wait(ctx, backend, await backend.run_task(spec, profileId), waitSeconds)
+
+
+async def send_task(
+    ctx: Context[Any],
+    sessionId: SessionId,
+    taskDetails: TaskDetails,
+    startingPoint: StartingPoint = None,
+    maxDuration: MaxDuration = 300_000,
+    maxInputTokens: MaxInputTokens = 100_000,
+    maxOutputTokens: MaxOutputTokens = 100_000,
+    avoidDomains: AvoidDomains = [],  # noqa: B006
+    secrets: Secrets = [],  # noqa: B006
+    outputType: OutputTypeParam = "text",
+    outputSchema: OutputSchema = None,
+    terminateOnCompletion: TerminateOnCompletion = False,
+    waitSeconds: WaitSeconds = 50,
+) -> TaskResult:
+    """Queue a task in a live session (tasks run one at a time, in order) and wait up to waitSeconds."""
+    spec = TaskSpec(
+        task_details=taskDetails,
+        starting_point=startingPoint,
+        max_duration=maxDuration,
+        max_input_tokens=maxInputTokens,
+        max_output_tokens=maxOutputTokens,
+        avoid_domains=avoidDomains,
+        secrets=secrets,
+        output_type=outputType,
+        output_schema=outputSchema,
+        terminate_on_completion=terminateOnCompletion,
+    )
+    backend = app(ctx).backend
+    return await _wait(ctx, backend, await backend.send_task(sessionId, spec), waitSeconds)
+
+
+async def get_task(ctx: Context[Any], sessionId: SessionId, taskId: TaskId, waitSeconds: WaitSeconds = 0) -> TaskResult:
+    """A task's status, steps and output; waits up to waitSeconds for it to finish."""
+    backend = app(ctx).backend
+    return await _wait(ctx, backend, await backend.get_task(sessionId, taskId), waitSeconds)
+
+
+async def get_session(ctx: Context[Any], sessionId: SessionId) -> SessionState:
+    """A session's status with its transitions (timestamped, with reasons), tasks, page and usage."""
+    return await app(ctx).backend.get_session(sessionId)
+
+
+async def list_sessions(ctx: Context[Any], includeEnded: IncludeEnded = False) -> SessionList:
+    """The live sessions of this server (and recently ended ones with includeEnded)."""
+    return SessionList(sessions=await app(ctx).backend.list_sessions(includeEnded))
+
+
+async def terminate(ctx: Context[Any], sessionId: SessionId) -> SessionState:
+    """End a session now: its running and queued tasks stop, the browser context closes, secrets are
+    dropped. Returns the final state and usage."""
+    return await app(ctx).backend.terminate(sessionId)
+
+
+async def control_session(ctx: Context[Any], sessionId: SessionId, action: ControlAction) -> SessionState:
+    """pause: the running task waits after its current step (paused time does not count against
+    maxDuration); resume: it continues; stop: end the current task only, the session stays."""
+    return await app(ctx).backend.control(sessionId, action)
+
+
+_READ = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+_ACT = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True)
+
+TOOLS: list[ToolDeclaration] = [
+    ToolDeclaration(start_session, "Start a browser session", _ACT),
+    ToolDeclaration(run_task, "Run a one-shot browser task", _ACT),
+    ToolDeclaration(send_task, "Send a task to a session", _ACT),
+    ToolDeclaration(get_task, "Get a task's result", _READ),
+    ToolDeclaration(get_session, "Get a session's state", _READ),
+    ToolDeclaration(list_sessions, "List sessions", _READ),
+    ToolDeclaration(
+        terminate,
+        "Terminate a session",
+        ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False),
+    ),
+    ToolDeclaration(
+        control_session,
+        "Pause, resume or stop a session's task",
+        ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False),
+    ),
+]

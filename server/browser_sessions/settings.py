@@ -1,0 +1,47 @@
+"""Server settings: ``BROWSER_SESSIONS_*`` environment variables, overridden by CLI flags.
+
+Every setting is listed in the README's settings table; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Transport = Literal["stdio", "sse", "streamable-http"]
+
+
+class Settings(BaseSettings):
+    """Values a server runs with. Frozen: build a new one (``model_copy(update=...)``) to change it."""
+
+    model_config = SettingsConfigDict(env_prefix="BROWSER_SESSIONS_", frozen=True, extra="ignore")
+
+    browser_path: Path | None = Field(
+        default=None, description="Chromium or Chrome executable; found automatically when unset."
+    )
+    headless: bool = Field(default=True, description="Run Chromium without a window.")
+    browser_args: list[str] = Field(
+        default_factory=list, description="Extra Chromium command-line switches (JSON list)."
+    )
+    idle_timeout: float = Field(
+        default=300.0, gt=0, description="Seconds without a task or call before a session is Terminated."
+    )
+    reconnect_window: float = Field(
+        default=300.0, gt=0, description="Seconds an Orphaned session waits for the browser to come back."
+    )
+    navigation_timeout: float = Field(default=30.0, gt=0, description="Seconds a page load may take.")
+    step_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds an instruction waits for its element to appear."
+    )
+    viewport_width: int = Field(default=1024, ge=320, le=3840, description="Viewport width in CSS pixels.")
+    viewport_height: int = Field(default=600, ge=240, le=2160, description="Viewport height in CSS pixels.")
+    max_sessions: int = Field(default=50, ge=1, le=1000, description="Live sessions one server holds at once.")
+    transport: Transport = Field(default="stdio", description="MCP transport for `serve`.")
+    host: str = Field(default="127.0.0.1", description="Bind address for the HTTP transports.")
+    port: int = Field(default=8931, ge=0, le=65535, description="Port for the HTTP transports.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Level of the server log on stderr."
+    )

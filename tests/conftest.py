@@ -1,0 +1,65 @@
+"""Shared fixtures: the test site, server settings for fast timers, and an MCP client connected to a fresh
+``build_server`` (in memory, per protocol era) with real Chromium behind it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from mcp import Client
+from mcp.types import CallToolResult
+
+from browser_sessions.mcp.server import build_server
+from browser_sessions.settings import Settings
+from tests.site import Site, serve_site
+
+MODES = ["auto", "legacy"]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def site() -> Iterator[Site]:
+    with serve_site() as served:
+        yield served
+
+
+def make_settings(**overrides: Any) -> Settings:
+    base: dict[str, Any] = {"step_timeout": 2.0, "navigation_timeout": 10.0}
+    return Settings(**{**base, **overrides})
+
+
+@asynccontextmanager
+async def connect(mode: str = "auto", **overrides: Any) -> AsyncIterator[Client]:
+    """An MCP client on a new server (its own engine and Chromium)."""
+    async with Client(build_server(make_settings(**overrides)), mode=mode) as client:  # type: ignore[arg-type]
+        yield client
+
+
+async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
+    """Call a tool that must succeed; return its structured content."""
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, text_of(result)
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+async def call_error(client: Client, tool: str, **arguments: Any) -> str:
+    """Call a tool that must fail; return the error text the caller reads."""
+    result = await client.call_tool(tool, arguments)
+    assert result.is_error, f"expected an error, got {result.structured_content}"
+    return text_of(result)
+
+
+def text_of(result: CallToolResult) -> str:
+    return "\n".join(block.text for block in result.content if block.type == "text")
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, default=str)

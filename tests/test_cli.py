@@ -1,0 +1,59 @@
+"""The ``browser-sessions`` command as a user runs it: ``doctor``, ``--version`` and the ``demo``, each in a
+real subprocess."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+from subprocess import CompletedProcess
+
+import anyio
+import pytest
+
+from browser_sessions import __version__
+
+pytestmark = pytest.mark.anyio
+
+COMMAND = [sys.executable, "-m", "browser_sessions"]
+
+
+async def run_cli(*args: str, timeout: float = 60, **env: str) -> CompletedProcess[bytes]:
+    with anyio.fail_after(timeout):
+        return await anyio.run_process([*COMMAND, *args], env={**os.environ, **env}, check=False)
+
+
+async def test_doctor_finds_the_browser_and_opens_a_page() -> None:
+    done = await run_cli("doctor")
+    out = done.stdout.decode()
+    assert done.returncode == 0, out + done.stderr.decode()
+    found = re.search(r"^browser: (\S+) \(found via (setting|playwright|PATH)\)$", out, re.MULTILINE)
+    assert found, out
+    assert os.access(Path(found[1]), os.X_OK)
+    assert re.search(r"launched Chromium [\d.]+ and opened a page in [\d.]+ s", out), out
+    assert f"browser-sessions {__version__}" in out
+
+
+async def test_doctor_without_a_browser_says_what_to_do() -> None:
+    done = await run_cli("doctor", BROWSER_SESSIONS_BROWSER_PATH="/nonexistent")
+    assert done.returncode == 1
+    output = done.stdout.decode() + done.stderr.decode()
+    assert "NOT READY" in output
+    assert "/nonexistent" in output
+    assert "apt-get install" in output or "BROWSER_SESSIONS_BROWSER_PATH" in output
+
+
+async def test_version() -> None:
+    done = await run_cli("--version", timeout=30)
+    assert done.returncode == 0
+    assert done.stdout.decode().strip() == f"browser-sessions {__version__}"
+
+
+async def test_demo_runs_end_to_end() -> None:
+    done = await run_cli("demo", timeout=120)
+    out = done.stdout.decode()
+    assert done.returncode == 0, out + done.stderr.decode()
+    assert out.count("task_completed") == 2, out
+    assert re.search(r"^\s+\S+\s+Terminated\s+terminated by the caller$", out, re.MULTILINE), out
+    assert "progress: step 1:" in out
