@@ -19,13 +19,13 @@ pytestmark = pytest.mark.anyio
 COMMAND = [sys.executable, "-m", "browser_sessions"]
 
 
-async def run_cli(*args: str, timeout: float = 60, **env: str) -> CompletedProcess[bytes]:
-    with anyio.fail_after(timeout):
-        return await anyio.run_process([*COMMAND, *args], env={**os.environ, **env}, check=False)
+async def run_cli(*args: str, **env: str) -> CompletedProcess[bytes]:
+    return await anyio.run_process([*COMMAND, *args], env={**os.environ, **env}, check=False)
 
 
 async def test_doctor_finds_the_browser_and_opens_a_page() -> None:
-    done = await run_cli("doctor")
+    with anyio.fail_after(60):
+        done = await run_cli("doctor")
     out = done.stdout.decode()
     assert done.returncode == 0, out + done.stderr.decode()
     found = re.search(r"^browser: (\S+) \(found via (setting|playwright|PATH)\)$", out, re.MULTILINE)
@@ -36,7 +36,8 @@ async def test_doctor_finds_the_browser_and_opens_a_page() -> None:
 
 
 async def test_doctor_without_a_browser_says_what_to_do() -> None:
-    done = await run_cli("doctor", BROWSER_SESSIONS_BROWSER_PATH="/nonexistent")
+    with anyio.fail_after(60):
+        done = await run_cli("doctor", BROWSER_SESSIONS_BROWSER_PATH="/nonexistent")
     assert done.returncode == 1
     output = done.stdout.decode() + done.stderr.decode()
     assert "NOT READY" in output
@@ -45,13 +46,15 @@ async def test_doctor_without_a_browser_says_what_to_do() -> None:
 
 
 async def test_version() -> None:
-    done = await run_cli("--version", timeout=30)
+    with anyio.fail_after(30):
+        done = await run_cli("--version")
     assert done.returncode == 0
     assert done.stdout.decode().strip() == f"browser-sessions {__version__}"
 
 
 async def test_demo_runs_end_to_end() -> None:
-    done = await run_cli("demo", timeout=120)
+    with anyio.fail_after(120):
+        done = await run_cli("demo")
     out = done.stdout.decode()
     assert done.returncode == 0, out + done.stderr.decode()
     assert out.count("task_completed") == 2, out

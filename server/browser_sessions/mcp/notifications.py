@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import weakref
+from dataclasses import dataclass, field
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -30,24 +31,39 @@ def event_uris(event: BackendEvent) -> list[str]:
     return []
 
 
+@dataclass(eq=False)
+class _Listener:
+    session: ServerSession  # the latest request's; notifications it sends go on the connection's own channel
+    uris: set[str] = field(default_factory=set)
+
+
 class Notifier:
     def __init__(self, bus: SubscriptionBus) -> None:
         self._bus = bus
-        self._legacy: weakref.WeakKeyDictionary[ServerSession, set[str]] = weakref.WeakKeyDictionary()
+        # keyed by connection: the SDK builds a new ServerSession for every request
+        self._legacy: weakref.WeakKeyDictionary[object, _Listener] = weakref.WeakKeyDictionary()
         send, receive = anyio.create_memory_object_stream[BackendEvent](max_buffer_size=10_000)
         self._send: MemoryObjectSendStream[BackendEvent] = send
         self._receive: MemoryObjectReceiveStream[BackendEvent] = receive
 
+    def _listener(self, session: ServerSession) -> _Listener:
+        connection = session._connection  # no public accessor in mcp 2.3
+        listener = self._legacy.get(connection)
+        if listener is None:
+            listener = self._legacy[connection] = _Listener(session)
+        listener.session = session
+        return listener
+
     def remember(self, session: ServerSession, protocol_version: str) -> None:
         """Note a handshake-era connection so it hears list changes."""
-        if protocol_version not in MODERN_PROTOCOL_VERSIONS and session not in self._legacy:
-            self._legacy[session] = set()
+        if protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            self._listener(session)
 
     def subscribe(self, session: ServerSession, uri: str) -> None:
-        self._legacy.setdefault(session, set()).add(uri)
+        self._listener(session).uris.add(uri)
 
     def unsubscribe(self, session: ServerSession, uri: str) -> None:
-        self._legacy.get(session, set()).discard(uri)
+        self._listener(session).uris.discard(uri)
 
     def on_event(self, event: BackendEvent) -> None:
         """Called synchronously by the backend; never blocks (notifications are hints, dropped when full)."""
@@ -73,13 +89,13 @@ class Notifier:
             await self._bus.publish(ResourceUpdated(uri=uri))
         if not uris:
             await self._bus.publish(ResourcesListChanged())
-        for session, subscribed in list(self._legacy.items()):
+        for connection, listener in list(self._legacy.items()):
             try:
                 if not uris:
-                    await session.send_resource_list_changed()
+                    await listener.session.send_resource_list_changed()
                 for uri in uris:
-                    if uri in subscribed:
-                        await session.send_resource_updated(uri)
+                    if uri in listener.uris:
+                        await listener.session.send_resource_updated(uri)
             except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError) as exc:
                 logger.debug("dropping a closed connection from notifications: %r", exc)
-                self._legacy.pop(session, None)
+                self._legacy.pop(connection, None)

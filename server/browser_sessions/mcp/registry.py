@@ -52,7 +52,9 @@ def _strict(tool: Tool) -> None:
     base = tool.fn_metadata.arg_model
 
     class StrictArguments(base):  # type: ignore[valid-type,misc]
-        model_config = ConfigDict(extra="forbid", hide_input_in_errors=True, arbitrary_types_allowed=True)
+        model_config = ConfigDict(
+            extra="forbid", hide_input_in_errors=True, arbitrary_types_allowed=True, title=base.__name__
+        )
 
         @model_validator(mode="wrap")
         @classmethod
@@ -64,7 +66,6 @@ def _strict(tool: Tool) -> None:
                 text = describe_validation(exc).replace("{", "{{").replace("}", "}}")
                 raise PydanticCustomError("invalid_arguments", text) from None
 
-    StrictArguments.__name__ = base.__name__
     tool.fn_metadata.arg_model = StrictArguments
     tool.parameters = {**tool.parameters, "additionalProperties": False}
 

@@ -157,6 +157,13 @@ def _parse_line(text: str) -> Instruction | None:
     return None
 
 
+def _parse_numbered(number: int, text: str) -> Instruction | None:
+    try:
+        return _parse_line(text)
+    except InstructionError as exc:
+        raise InstructionError(f"Line {number} ({text!r}): {exc.message}") from None
+
+
 def parse(task_details: str) -> list[Line]:
     """Parse the whole task up front, so a bad line fails the task before anything runs.
 
@@ -164,7 +171,7 @@ def parse(task_details: str) -> list[Line]:
     the first line that is not one when others are.
     """
     lines = [(n, text) for n, text in enumerate(_split(task_details), start=1) if text]
-    parsed = [(n, text, _parse_line(text)) for n, text in lines]
+    parsed = [(n, text, _parse_numbered(n, text)) for n, text in lines]
     if parsed and all(instruction is None for _, _, instruction in parsed):
         raise ModelRequired(
             "This task reads as free text, which needs a model, and this server has none configured. "
