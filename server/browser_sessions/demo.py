@@ -32,14 +32,15 @@ def _structured(result: CallToolResult) -> dict[str, Any]:
     if result.is_error or result.structured_content is None:
         text = result.content[0].text if result.content and result.content[0].type == "text" else "?"
         raise SystemExit(f"tool call failed: {text}")
-    return result.structured_content
+    content: dict[str, Any] = result.structured_content
+    return content
 
 
 async def run(say: Callable[[str], None] = print) -> None:
     env = {k: v for k, v in os.environ.items() if k.startswith("BROWSER_SESSIONS_")}
     server = StdioServerParameters(command=sys.executable, args=["-m", "browser_sessions", "serve"], env=env)
 
-    async def progress(step: float, total: float | None, message: str | None) -> None:
+    async def progress(progress: float, total: float | None, message: str | None) -> None:
         say(f"    progress: {message}")
 
     with serve_demo_site() as site:

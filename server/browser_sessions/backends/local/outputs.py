@@ -87,6 +87,8 @@ def _coerce(record: dict[str, str], item_schema: dict[str, Any]) -> dict[str, An
 
 def _convert(text: str, wanted: Any) -> Any:
     kinds = wanted if isinstance(wanted, list) else [wanted]
+    if "null" in kinds and not text.strip():
+        return None
     if "number" in kinds or "integer" in kinds:
         digits = _NUMBER_NOISE.sub("", text)
         try:

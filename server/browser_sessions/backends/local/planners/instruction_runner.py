@@ -72,8 +72,8 @@ async def _perform(instruction: Instruction, run: TaskRun) -> Extract | None:
         case WaitFor(text):
             await wait_for_text(page, text, timeout=run.navigation_timeout)
         case ExtractText(element):
-            target = await wait_for_text(page, element, timeout=timeout) if element else None
-            return TextExtract(await page_markdown(page, target))
+            part = await wait_for_text(page, element, timeout=timeout) if element else None
+            return TextExtract(await page_markdown(page, part))
         case ExtractTable(title):
             return await extract_table(page, title)
     return None
