@@ -2,13 +2,17 @@
 
 Run: ``.venv/bin/python bench/bench_lifecycle.py [--runs 50] [--idle-sessions 20]``
 
-Anchor (raw Playwright, launched with the server's own switches): ``new_context()`` + ``new_page()``, and
-``page.goto(url)`` + reading the body text. Ours (the official MCP client on ``build_server(Settings())``
-in memory): ``start_session`` until Active, a ``go to <url>`` task from send until done, and an
-``extract text`` task on the loaded page. Memory: PSS of this process's Chromium processes before and after
-starting K idle sessions. All pages come from the demo shop on 127.0.0.1.
-
-Prints one table and writes the same figures to bench/results/lifecycle.json.
+Anchor: raw Playwright on a Chromium launched exactly as the server launches it (``launch(Settings())``).
+Ours: the official MCP client on ``build_server(Settings())`` in memory, with its own Chromium.
+Pairs (ours vs anchor):
+  start_session until Active            vs  new_context() + new_page()
+  task "go to <url>", send until done   vs  page.goto(url) + reading the body text  (the headline task ratio)
+                                        and vs  page.goto(url) alone (like for like: the task reads nothing)
+  task "go to <url>" + "extract text"   vs  page.goto(url) + reading the body text  (like for like)
+  task "extract text" on the page       vs  reading the body text again
+The series run interleaved, one sample of each per round, so both sides see the same machine load.
+Memory: PSS of each side's Chromium processes before and after opening K idle sessions / pages.
+All pages come from the demo shop on 127.0.0.1. Prints one table; writes bench/results/lifecycle.json.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any
 
 import anyio
 from mcp import Client
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from browser_sessions import __version__
 from browser_sessions.backends.local.browser import launch
@@ -36,12 +40,21 @@ from browser_sessions.mcp.server import build_server
 from browser_sessions.settings import Settings
 
 RESULTS = Path(__file__).parent / "results" / "lifecycle.json"
-WARMUP = 2  # untimed runs before each measured series (first context, first navigation, code paths)
-SETTLE_SECONDS = 2.0  # let Chromium finish spawning/reaping renderers before reading memory
+WARMUP = 2  # untimed rounds first (first context, first navigation, cold code paths)
+SETTLE_SECONDS = 2.0  # let Chromium finish spawning renderers before memory is read
 CALL_SECONDS = 60  # bound on any single operation
 
 
 # ----- timing -----
+
+
+@dataclass(frozen=True)
+class Op:
+    """One measured operation; ``after`` receives its value and runs untimed (clean-up)."""
+
+    name: str
+    timed: Callable[[], Awaitable[Any]]
+    after: Callable[[Any], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True)
@@ -63,27 +76,23 @@ class Series:
         return self.quantile(95)
 
 
-async def measure(
-    name: str,
-    runs: int,
-    timed: Callable[[], Awaitable[Any]],
-    after: Callable[[Any], Awaitable[None]] | None = None,
-) -> Series:
-    """Time ``timed`` ``runs`` times (after WARMUP untimed runs); ``after`` gets its value, untimed."""
-    samples: list[float] = []
-    for i in range(WARMUP + runs):
-        with anyio.fail_after(CALL_SECONDS):
-            started = time.perf_counter()
-            value = await timed()
-            elapsed = (time.perf_counter() - started) * 1000
-            if after is not None:
-                await after(value)
-        if i >= WARMUP:
-            samples.append(elapsed)
-    return Series(name, samples)
+async def measure_interleaved(ops: list[Op], runs: int) -> dict[str, Series]:
+    """``WARMUP + runs`` rounds; each round times every op once, in order."""
+    samples: dict[str, list[float]] = {op.name: [] for op in ops}
+    for round_no in range(WARMUP + runs):
+        for op in ops:
+            with anyio.fail_after(CALL_SECONDS):
+                started = time.perf_counter()
+                value = await op.timed()
+                elapsed = (time.perf_counter() - started) * 1000
+                if op.after is not None:
+                    await op.after(value)
+            if round_no >= WARMUP:
+                samples[op.name].append(elapsed)
+    return {name: Series(name, values) for name, values in samples.items()}
 
 
-# ----- memory: PSS of our Chromium processes -----
+# ----- memory: PSS of one side's Chromium processes -----
 
 
 @dataclass(frozen=True)
@@ -105,7 +114,7 @@ def _processes() -> dict[int, Proc]:
             exe = os.readlink(f"/proc/{pid}/exe")
         except OSError:
             continue  # exited meanwhile, or a kernel thread
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])  # the command name may contain spaces and parentheses
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])  # the command name may hold spaces and parentheses
         procs[pid] = Proc(ppid, exe, argv0)
     return procs
 
@@ -124,23 +133,26 @@ def _descendants(root: int, procs: dict[int, Proc]) -> set[int]:
     return found
 
 
-def chromium_pss_mb(executable: Path) -> tuple[float, int]:
-    """Summed PSS (MB) and count of the Chromium processes descending from this process.
+def child_pids() -> set[int]:
+    """This process's children: the Playwright drivers (the demo site is a thread, not a process)."""
+    return {pid for pid, proc in _processes().items() if proc.ppid == os.getpid()}
 
-    A process counts when it descends from us and runs the browser executable. Launchers such as Debian's
-    /usr/bin/chromium are shell scripts that exec the real binary, so the binaries the Playwright driver
-    (our child) started also count. Other Chromiums on the machine are not ours and are left out.
+
+def chromium_pss(driver: int, executable: Path) -> tuple[float, int]:
+    """Summed PSS (MB) and count of the browser processes under one Playwright ``driver`` (our child).
+
+    A process counts when it runs the browser executable. Launchers such as Debian's /usr/bin/chromium are
+    shell scripts that exec the real binary, so the binary the driver started also counts. Crashpad
+    handlers re-parent to init and are left out, as is every Chromium that is not ours.
     """
     procs = _processes()
-    mine = _descendants(os.getpid(), procs)
-    binaries = {os.path.realpath(executable), str(executable)}
-    drivers = {pid for pid in mine if procs[pid].ppid == os.getpid()}
-    binaries |= {procs[pid].exe for pid in mine if procs[pid].ppid in drivers}
+    tree = _descendants(driver, procs)
+    binaries = {str(executable), os.path.realpath(executable)}
+    binaries |= {procs[pid].exe for pid in tree if procs[pid].ppid == driver}
     total_kb = 0
     count = 0
-    for pid in mine:
-        proc = procs[pid]
-        if proc.exe not in binaries and proc.argv0 not in binaries:
+    for pid in tree:
+        if procs[pid].exe not in binaries and procs[pid].argv0 not in binaries:
             continue
         try:
             rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
@@ -168,59 +180,42 @@ class Memory:
         return (self.after_mb - self.before_mb) / self.sessions
 
 
-async def settled_pss(executable: Path) -> tuple[float, int]:
+async def measure_memory(
+    name: str, driver: int, executable: Path, count: int, open_one: Callable[[], Awaitable[Any]]
+) -> tuple[Memory, list[Any]]:
     await anyio.sleep(SETTLE_SECONDS)
-    return chromium_pss_mb(executable)
+    before, n_before = chromium_pss(driver, executable)
+    opened = []
+    for _ in range(count):
+        with anyio.fail_after(CALL_SECONDS):
+            opened.append(await open_one())
+    await anyio.sleep(SETTLE_SECONDS)
+    after, n_after = chromium_pss(driver, executable)
+    return Memory(name, count, before, after, n_before, n_after), opened
 
 
-# ----- anchor: raw Playwright -----
+# ----- the two sides -----
 
 
-@dataclass(frozen=True)
-class Anchor:
-    series: list[Series]
-    memory: Memory
-    chromium: str
-    executable: Path
+async def tool(client: Client, name: str, **arguments: Any) -> dict[str, Any]:
+    result = await client.call_tool(name, arguments)
+    if result.is_error or result.structured_content is None:
+        raise RuntimeError(f"{name} failed: {result.content}")
+    return result.structured_content
 
 
-async def bench_anchor(settings: Settings, url: str, runs: int, idle: int) -> Anchor:
-    async with async_playwright() as playwright:
-        browser, found = await launch(playwright, settings)
-        try:
-            memory = await _anchor_memory(browser, found.path, idle)
-            series = await _anchor_series(browser, url, runs)
-            return Anchor(series, memory, browser.version, found.path)
-        finally:
-            await browser.close()
-
-
-async def _anchor_memory(browser: Browser, executable: Path, idle: int) -> Memory:
-    before, n_before = await settled_pss(executable)
-    contexts = []
-    for _ in range(idle):
-        context = await browser.new_context()
-        await context.new_page()
-        contexts.append(context)
-    after, n_after = await settled_pss(executable)
-    for context in contexts:
-        await context.close()
-    return Memory("anchor: idle context+page", idle, before, after, n_before, n_after)
-
-
-async def _anchor_series(browser: Browser, url: str, runs: int) -> list[Series]:
-    async def open_page() -> Any:
-        context = await browser.new_context()
-        await context.new_page()
-        return context
-
-    async def close(context: Any) -> None:
-        await context.close()
-
-    start = await measure("anchor: new_context+new_page", runs, open_page, close)
-
+async def open_context(browser: Browser) -> BrowserContext:
     context = await browser.new_context()
-    page = await context.new_page()
+    await context.new_page()
+    return context
+
+
+def anchor_ops(browser: Browser, page: Page, url: str) -> list[Op]:
+    async def close(context: BrowserContext) -> None:
+        await context.close()
+
+    async def goto() -> None:
+        await page.goto(url)
 
     async def goto_and_read() -> str:
         await page.goto(url)
@@ -229,66 +224,95 @@ async def _anchor_series(browser: Browser, url: str, runs: int) -> list[Series]:
     async def read() -> str:
         return await page.inner_text("body")
 
-    goto = await measure("anchor: goto+body text", runs, goto_and_read)
-    text = await measure("anchor: body text", runs, read)
-    await context.close()
-    return [start, goto, text]
+    return [
+        Op("anchor: new_context+new_page", lambda: open_context(browser), close),
+        Op("anchor: goto", goto),
+        Op("anchor: goto+body text", goto_and_read),
+        Op("anchor: body text", read),
+    ]
 
 
-# ----- ours: the MCP server in memory -----
+async def start_active(client: Client) -> str:
+    state = await tool(client, "start_session")
+    while state["status"] != "Active":
+        if state["status"] != "Pending":
+            raise RuntimeError(f"session ended before Active: {state['status']} {state.get('reason')}")
+        await anyio.sleep(0.005)
+        state = await tool(client, "get_session", sessionId=state["sessionId"])
+    return str(state["sessionId"])
 
 
-async def _tool(client: Client, name: str, **arguments: Any) -> dict[str, Any]:
-    result = await client.call_tool(name, arguments)
-    if result.is_error or result.structured_content is None:
-        raise RuntimeError(f"{name} failed: {result.content}")
-    return result.structured_content
+def ours_ops(client: Client, session_id: str, url: str) -> list[Op]:
+    async def terminate(sid: str) -> None:
+        await tool(client, "terminate", sessionId=sid)
+
+    def task(details: str) -> Callable[[], Awaitable[dict[str, Any]]]:
+        async def send() -> dict[str, Any]:
+            done = await tool(client, "send_task", sessionId=session_id, taskDetails=details)
+            if done["status"] != "task_completed":
+                raise RuntimeError(f"task {details!r} ended {done['status']}: {done.get('error')}")
+            return done
+
+        return send
+
+    return [
+        Op("ours: start_session (to Active)", lambda: start_active(client), terminate),
+        Op("ours: task 'go to <url>'", task(f"go to {url}")),
+        Op("ours: task 'go to' + 'extract text'", task(f"go to {url}\nextract text")),
+        Op("ours: task 'extract text'", task("extract text")),
+    ]
 
 
-async def bench_ours(
-    settings: Settings, executable: Path, url: str, runs: int, idle: int
-) -> tuple[list[Series], Memory]:
-    async with Client(build_server(settings)) as client:
-        memory = await _ours_memory(client, executable, idle)
-
-        async def start() -> str:
-            state = await _tool(client, "start_session")
-            while state["status"] != "Active":
-                if state["status"] != "Pending":
-                    raise RuntimeError(f"session ended before Active: {state['status']} {state.get('reason')}")
-                await anyio.sleep(0.005)
-                state = await _tool(client, "get_session", sessionId=state["sessionId"])
-            return str(state["sessionId"])
-
-        async def terminate(session_id: str) -> None:
-            await _tool(client, "terminate", sessionId=session_id)
-
-        start_series = await measure("ours: start_session (to Active)", runs, start, terminate)
-
-        session_id = await start()
-
-        def task(details: str) -> Callable[[], Awaitable[dict[str, Any]]]:
-            async def send() -> dict[str, Any]:
-                done = await _tool(client, "send_task", sessionId=session_id, taskDetails=details)
-                if done["status"] != "task_completed":
-                    raise RuntimeError(f"task {details!r} ended {done['status']}: {done.get('error')}")
-                return done
-
-            return send
-
-        goto = await measure("ours: task 'go to <url>'", runs, task(f"go to {url}"))
-        extract = await measure("ours: task 'extract text'", runs, task("extract text"))
-        await terminate(session_id)
-    return [start_series, goto, extract], memory
+# (ours, anchor, headline): how the table pairs the series
+PAIRS = [
+    ("ours: start_session (to Active)", "anchor: new_context+new_page", "start"),
+    ("ours: task 'go to <url>'", "anchor: goto+body text", "task"),
+    ("ours: task 'go to <url>'", "anchor: goto", None),
+    ("ours: task 'go to' + 'extract text'", "anchor: goto+body text", None),
+    ("ours: task 'extract text'", "anchor: body text", None),
+]
 
 
-async def _ours_memory(client: Client, executable: Path, idle: int) -> Memory:
-    before, n_before = await settled_pss(executable)
-    sessions = [str((await _tool(client, "start_session"))["sessionId"]) for _ in range(idle)]
-    after, n_after = await settled_pss(executable)
-    for session_id in sessions:
-        await _tool(client, "terminate", sessionId=session_id)
-    return Memory("ours: idle session", idle, before, after, n_before, n_after)
+@dataclass(frozen=True)
+class Results:
+    series: dict[str, Series]
+    memory: list[Memory]
+    chromium: str
+    executable: Path
+
+
+async def bench(settings: Settings, url: str, runs: int, idle: int) -> Results:
+    async with async_playwright() as playwright:
+        browser, found = await launch(playwright, settings)
+        [anchor_driver] = child_pids()
+        try:
+            anchor_memory, contexts = await measure_memory(
+                "anchor: idle context+page", anchor_driver, found.path, idle, lambda: open_context(browser)
+            )
+            for context in contexts:
+                await context.close()
+            async with Client(build_server(settings)) as client:
+                [ours_driver] = child_pids() - {anchor_driver}
+                ours_memory, sessions = await measure_memory(
+                    "ours: idle session", ours_driver, found.path, idle, lambda: start_active(client)
+                )
+                for sid in sessions:
+                    await tool(client, "terminate", sessionId=sid)
+
+                context = await browser.new_context()
+                page = await context.new_page()
+                session_id = await start_active(client)
+                ops = [
+                    op
+                    for pair in zip(anchor_ops(browser, page, url), ours_ops(client, session_id, url), strict=True)
+                    for op in pair
+                ]
+                series = await measure_interleaved(ops, runs)
+                await tool(client, "terminate", sessionId=session_id)
+                await context.close()
+            return Results(series, [anchor_memory, ours_memory], browser.version, found.path)
+        finally:
+            await browser.close()
 
 
 # ----- report -----
@@ -298,54 +322,58 @@ def _ratio(ours: float, anchor: float) -> float:
     return ours / anchor if anchor > 0 else float("nan")
 
 
-def report(anchor: Anchor, ours: list[Series], memory: Memory, args: argparse.Namespace, url: str) -> dict[str, Any]:
-    start_anchor, goto_anchor, text_anchor = anchor.series
-    start_ours, goto_ours, extract_ours = ours
-    pairs = {start_ours.name: start_anchor, goto_ours.name: goto_anchor, extract_ours.name: text_anchor}
-    rows: list[dict[str, Any]] = []
-    for series in [*anchor.series, *ours]:
-        row: dict[str, Any] = {
-            "metric": series.name,
-            "n": len(series.samples_ms),
-            "p50_ms": round(series.p50, 2),
-            "p95_ms": round(series.p95, 2),
-        }
-        paired = pairs.get(series.name)
-        if paired is not None:
-            row["vs"] = paired.name
-            row["ratio_p50"] = round(_ratio(series.p50, paired.p50), 2)
-            row["ratio_p95"] = round(_ratio(series.p95, paired.p95), 2)
-        row["samples_ms"] = [round(x, 3) for x in series.samples_ms]
-        rows.append(row)
+def report(results: Results, runs: int, url: str) -> dict[str, Any]:
+    series = results.series
+    rows: list[dict[str, Any]] = [
+        {"metric": s.name, "n": len(s.samples_ms), "p50_ms": round(s.p50, 2), "p95_ms": round(s.p95, 2)}
+        for s in sorted(series.values(), key=lambda s: (not s.name.startswith("anchor"), s.name))
+    ]
+    ratios: list[dict[str, Any]] = []
+    for ours, anchor, headline in PAIRS:
+        ratios.append(
+            {
+                "ours": ours,
+                "anchor": anchor,
+                "headline": headline,
+                "p50": round(_ratio(series[ours].p50, series[anchor].p50), 2),
+                "p95": round(_ratio(series[ours].p95, series[anchor].p95), 2),
+            }
+        )
+    memory = results.memory
+    anchor_memory, ours_memory = memory
+    memory_ratio = round(_ratio(ours_memory.per_session_mb, anchor_memory.per_session_mb), 2)
 
-    memories = [anchor.memory, memory]
-    width = max(len(name) for name in [*(r["metric"] for r in rows), *(m.name + " MB each" for m in memories)]) + 2
-    print(f"{'metric':<{width}}{'n':>4}{'p50 ms':>10}{'p95 ms':>10}{'ours/anchor p50':>18}{'p95':>7}")
+    width = max(len(r["metric"]) for r in rows) + 2
+    print(f"{'metric':<{width}}{'n':>4}{'p50 ms':>10}{'p95 ms':>10}")
     for r in rows:
-        ratio = f"{r['ratio_p50']:>18.2f}{r['ratio_p95']:>7.2f}" if "vs" in r else ""
-        print(f"{r['metric']:<{width}}{r['n']:>4}{r['p50_ms']:>10.1f}{r['p95_ms']:>10.1f}{ratio}")
-    print(f"\n{'memory (Chromium PSS)':<{width}}{'K':>4}{'MB each':>10}{'':>10}{'ours/anchor':>18}")
-    ratio_mem = _ratio(memory.per_session_mb, anchor.memory.per_session_mb)
-    for m in memories:
-        ratio = f"{ratio_mem:>18.2f}" if m is memory else f"{'':>18}"
+        print(f"{r['metric']:<{width}}{r['n']:>4}{r['p50_ms']:>10.1f}{r['p95_ms']:>10.1f}")
+    pair_width = max(len(f"{r['ours']}  /  {r['anchor']}") for r in ratios) + 2
+    print(f"\n{'ratio ours / anchor':<{pair_width}}{'p50':>7}{'p95':>7}")
+    for r in ratios:
+        label = f"{r['ours']}  /  {r['anchor']}"
+        mark = f"   <- {r['headline']}" if r["headline"] else ""
+        print(f"{label:<{pair_width}}{r['p50']:>7.2f}{r['p95']:>7.2f}{mark}")
+    print(f"\n{'memory (Chromium PSS)':<{width}}{'K':>4}{'MB each':>10}")
+    for m in memory:
         print(
-            f"{m.name:<{width}}{m.sessions:>4}{m.per_session_mb:>10.1f}{'':>10}{ratio}"
+            f"{m.name:<{width}}{m.sessions:>4}{m.per_session_mb:>10.1f}"
             f"   ({m.before_mb:.0f} -> {m.after_mb:.0f} MB, {m.processes_before} -> {m.processes_after} processes)"
         )
-    print(
-        f"\nstart ratio (p50) {_ratio(start_ours.p50, start_anchor.p50):.2f}, "
-        f"task ratio (p50, 'go to' vs goto+body text) {_ratio(goto_ours.p50, goto_anchor.p50):.2f}"
-    )
+    print(f"{'ratio ours / anchor':<{width}}{'':>4}{memory_ratio:>10.2f}")
+
+    samples = {s.name: [round(x, 3) for x in s.samples_ms] for s in series.values()}
     return {
         "browser_sessions": __version__,
-        "chromium": anchor.chromium,
-        "executable": str(anchor.executable),
+        "chromium": results.chromium,
+        "executable": str(results.executable),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
-        "runs": args.runs,
-        "warmup_runs": WARMUP,
+        "load_average": os.getloadavg(),
+        "runs": runs,
+        "warmup_rounds": WARMUP,
         "url": url,
         "metrics": rows,
+        "ratios": ratios,
         "memory": [
             {
                 "metric": m.name,
@@ -356,15 +384,10 @@ def report(anchor: Anchor, ours: list[Series], memory: Memory, args: argparse.Na
                 "processes_after": m.processes_after,
                 "per_session_mb": round(m.per_session_mb, 2),
             }
-            for m in memories
+            for m in memory
         ],
-        "ratios": {
-            "start_p50": round(_ratio(start_ours.p50, start_anchor.p50), 2),
-            "start_p95": round(_ratio(start_ours.p95, start_anchor.p95), 2),
-            "task_p50": round(_ratio(goto_ours.p50, goto_anchor.p50), 2),
-            "task_p95": round(_ratio(goto_ours.p95, goto_anchor.p95), 2),
-            "memory_per_session": round(ratio_mem, 2),
-        },
+        "memory_ratio": memory_ratio,
+        "samples_ms": samples,
     }
 
 
@@ -375,13 +398,12 @@ async def run(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     with serve_demo_site() as base:
         url = f"{base}/"
-        anchor = await bench_anchor(settings, url, args.runs, args.idle_sessions)
-        ours, memory = await bench_ours(settings, anchor.executable, url, args.runs, args.idle_sessions)
-    figures = report(anchor, ours, memory, args, url)
+        results = await bench(settings, url, args.runs, args.idle_sessions)
+    figures = report(results, args.runs, url)
     figures["wall_seconds"] = round(time.perf_counter() - started, 1)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"wall {figures['wall_seconds']} s; figures in {RESULTS}")
+    print(f"\nwall {figures['wall_seconds']} s, load average {os.getloadavg()[0]:.1f}; figures in {RESULTS}")
 
 
 def main() -> int:

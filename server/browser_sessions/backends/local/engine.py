@@ -122,6 +122,8 @@ class LocalBackend:
         task = session.tasks.get(task_id)
         if task is None:
             raise TaskNotFound(session_id, task_id)
+        if session.live:
+            session.touch()
         reported = len(task.steps) if on_step is None else 0
         deadline = time.monotonic() + wait_seconds
         while True:
