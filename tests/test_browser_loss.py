@@ -72,7 +72,9 @@ async def test_sessions_survive_a_browser_crash(site: Site) -> None:
         assert "connection to the browser lost" in state["transitions"][2]["reason"]
         assert state["currentUrl"] == site.url("/cookie/set?v=kept")
 
-        after = await call(client, "send_task", sessionId=sid, taskDetails=f'go to {site.url("/cookie/show")}\nextract text')
+        after = await call(
+            client, "send_task", sessionId=sid, taskDetails=f"go to {site.url('/cookie/show')}\nextract text"
+        )
         assert after["status"] == "task_completed"
         assert "token=kept" in after["output"]
         # and the server keeps accepting new sessions

@@ -182,3 +182,17 @@ async def test_pause_holds_the_task_between_steps_and_resume_continues(site: Sit
         done = await call(client, "get_task", sessionId=sid, taskId=task["taskId"], waitSeconds=30)
         assert done["status"] == "task_completed"
         assert len(done["steps"]) == 2
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_cancelling_the_call_stops_the_waiting_not_the_task(mode: str, site: Site) -> None:
+    async with connect(mode) as client:
+        sid = (await call(client, "start_session"))["sessionId"]
+        with anyio.move_on_after(0.5) as waiting:
+            await client.call_tool("send_task", {"sessionId": sid, "taskDetails": f"go to {site.url('/slow?s=2')}"})
+        assert waiting.cancelled_caught
+        state = await call(client, "get_session", sessionId=sid)
+        task_id = state["currentTaskId"]
+        assert task_id is not None
+        done = await call(client, "get_task", sessionId=sid, taskId=task_id, waitSeconds=30)
+        assert done["status"] == "task_completed"

@@ -114,7 +114,11 @@ def test_json_output_coerces_cells_to_schema_types() -> None:
         "type": "array",
         "items": {
             "type": "object",
-            "properties": {"name": {"type": "string"}, "price": {"type": ["number", "null"]}, "in stock": {"type": "boolean"}},
+            "properties": {
+                "name": {"type": "string"},
+                "price": {"type": ["number", "null"]},
+                "in stock": {"type": "boolean"},
+            },
         },
     }
     value = build_output([TABLE], "structured_json", schema, "")

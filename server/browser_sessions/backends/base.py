@@ -40,6 +40,10 @@ StepListener = Callable[[Step], Awaitable[None]]
 class Backend(Protocol):
     name: BackendName
 
+    def subscribe(self, listener: EventSink) -> None:
+        """Call ``listener`` (synchronously, never blocking) for every change of a session or task."""
+        ...
+
     async def start_session(self, config: SessionConfig) -> SessionStarted:
         """Create a session and return once it is Active (or Failed); queue ``initialTask`` if it has text."""
         ...

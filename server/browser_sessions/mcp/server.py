@@ -12,7 +12,8 @@ from mcp.server import MCPServer, NotificationOptions
 from mcp.server.subscriptions import InMemorySubscriptionBus
 
 from browser_sessions import __version__
-from browser_sessions.backends.local.engine import LocalBackend, open_local_backend
+from browser_sessions.backends.base import Backend
+from browser_sessions.backends.local.engine import open_local_backend
 from browser_sessions.mcp.app_state import AppState
 from browser_sessions.mcp.notifications import Notifier
 from browser_sessions.mcp.registry import build_tools
@@ -33,7 +34,7 @@ browser-sessions gives you isolated browser sessions (own cookies, storage, cach
 - Sessions idle for 5 minutes are terminated; terminate sessions you no longer need.
 """
 
-BackendFactory = Callable[[Settings], AbstractAsyncContextManager[LocalBackend]]
+BackendFactory = Callable[[Settings], AbstractAsyncContextManager[Backend]]
 
 
 def build_server(

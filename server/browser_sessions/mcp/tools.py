@@ -53,6 +53,14 @@ async def _wait(ctx: Context[Any], backend: Backend, task: TaskResult, wait_seco
     return await backend.wait_task(task.session_id, task.task_id, wait_seconds, progress)
 
 
+_TASK_FIELDS = frozenset(field.alias or name for name, field in TaskSpec.model_fields.items())
+
+
+def _task_spec(arguments: dict[str, Any]) -> TaskSpec:
+    """The TaskSpec among a tool's arguments (the tool's parameters use the spec's wire names)."""
+    return TaskSpec.model_validate({k: v for k, v in arguments.items() if k in _TASK_FIELDS})
+
+
 async def start_session(
     ctx: Context[Any],
     profileId: ProfileId = None,
@@ -87,18 +95,7 @@ async def run_task(
 ) -> TaskResult:
     """Run one task in a fresh session that ends when the task ends; returns the result, or the running
     state after waitSeconds (then poll get_task or subscribe to the task's resource)."""
-    spec = TaskSpec(
-        task_details=taskDetails,
-        starting_point=startingPoint,
-        max_duration=maxDuration,
-        max_input_tokens=maxInputTokens,
-        max_output_tokens=maxOutputTokens,
-        avoid_domains=avoidDomains,
-        secrets=secrets,
-        output_type=outputType,
-        output_schema=outputSchema,
-        terminate_on_completion=True,
-    )
+    spec = _task_spec({**locals(), "terminateOnCompletion": True})
     backend = app(ctx).backend
     return await _wait(ctx, backend, await backend.run_task(spec, profileId), waitSeconds)
 
@@ -119,18 +116,7 @@ async def send_task(
     waitSeconds: WaitSeconds = 50,
 ) -> TaskResult:
     """Queue a task in a live session (tasks run one at a time, in order) and wait up to waitSeconds."""
-    spec = TaskSpec(
-        task_details=taskDetails,
-        starting_point=startingPoint,
-        max_duration=maxDuration,
-        max_input_tokens=maxInputTokens,
-        max_output_tokens=maxOutputTokens,
-        avoid_domains=avoidDomains,
-        secrets=secrets,
-        output_type=outputType,
-        output_schema=outputSchema,
-        terminate_on_completion=terminateOnCompletion,
-    )
+    spec = _task_spec(locals())
     backend = app(ctx).backend
     return await _wait(ctx, backend, await backend.send_task(sessionId, spec), waitSeconds)
 
