@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -30,8 +31,11 @@ def site() -> Iterator[Site]:
         yield served
 
 
+DATA_DIR = tempfile.mkdtemp(prefix="browser-sessions-tests-")
+
+
 def make_settings(**overrides: Any) -> Settings:
-    base: dict[str, Any] = {"step_timeout": 2.0, "navigation_timeout": 10.0}
+    base: dict[str, Any] = {"step_timeout": 2.0, "navigation_timeout": 10.0, "data_dir": DATA_DIR}
     return Settings(**{**base, **overrides})
 
 

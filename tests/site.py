@@ -30,6 +30,40 @@ PAGES = {
 <label>Email <input name="email"></label><label>Password <input name="password" type="password"></label>
 <button>Sign in</button></form>""",
     "/popup": """<title>Popup opener</title><button onclick="window.open(document.body.dataset.to)">Open</button>""",
+    "/steps": """<title>Steps</title><h1>Step page</h1>
+<p>Count: <span id="count">0</span></p>
+<button onclick="document.getElementById('count').textContent = +document.getElementById('count').textContent + 1">
+Add one</button>
+<span id="handler" style="cursor:pointer">Handler only</span>
+<p id="handled"></p>
+<label>Nickname <input name="nick"></label>
+<label>Password <input name="pw" type="password"></label>
+<label>Colour <select name="colour"><option>Red</option><option>Green</option></select></label>
+<label><input type="checkbox" name="agree"> I agree</label>
+<button onclick="document.getElementById('answer').textContent = confirm('Really delete?') ? 'deleted' : 'kept'">
+Delete</button><p id="answer"></p>
+<a href="/download">Get report</a>
+<label>Attachment <input type="file" name="attachment"
+  onchange="document.getElementById('file').textContent = 'chosen: ' + this.files[0].name"></label><p id="file"></p>
+<button onclick="window.open('/table')">Open prices</button>
+<div id="host"></div>
+<iframe title="same" src="/frame"></iframe>
+<iframe title="other" src="" id="other"></iframe>
+<script>
+document.getElementById('handler').addEventListener('click', () => {
+  document.getElementById('handled').textContent = 'handler ran';
+});
+const root = document.getElementById('host').attachShadow({mode: 'open'});
+root.innerHTML = '<button onclick="this.textContent = \'Shadow pressed\'">Shadow button</button>';
+document.getElementById('other').src = document.body.dataset.to || 'about:blank';
+</script>""",
+    "/large": "<title>Large</title><h1>Large page</h1>"
+    + "".join(
+        f"<h2>Section {i}</h2><p>Paragraph {i} with some words about nothing in particular, repeated to take room.</p>"
+        f"<a href='/table?i={i}'>Link {i}</a>"
+        for i in range(1500)
+    ),
+    "/frame": """<title>Frame</title><button onclick="this.textContent = 'Frame pressed'">Frame button</button>""",
 }
 
 
@@ -68,6 +102,15 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
             elif url.path in ("/echo", "/welcome"):
                 shown = "; ".join(f"{k}={v}" for k, v in query.items())
                 body = f"<title>Echo</title><h1>Received</h1><p>{html.escape(shown)}</p>"
+            elif url.path == "/download":
+                data = b"name,total\nQ1,12\n"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/csv")
+                self.send_header("Content-Disposition", 'attachment; filename="report.csv"')
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
             elif url.path == "/image-from":
                 body = f"<title>Img</title><p>page with image</p><img src='{html.escape(query['src'])}'>"
             elif url.path in PAGES or url.path == "/slow":

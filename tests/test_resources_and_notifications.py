@@ -88,6 +88,7 @@ async def test_session_task_output_and_screenshot_resources(mode: str, site: Sit
             "session://{sessionId}",
             "session://{sessionId}/tasks/{taskId}",
             "session://{sessionId}/tasks/{taskId}/output",
+            "session://{sessionId}/downloads/{name}",
             "session://{sessionId}/screenshot",
         }
 

@@ -36,6 +36,9 @@ TOOL_NAMES = {
     "list_sessions",
     "terminate",
     "control_session",
+    "browser_snapshot",
+    "browser_act",
+    "browser_screenshot",
 }
 PROTOCOL = {"auto": "2026-07-28", "legacy": "2025-11-25"}
 STARTUP_SECONDS = 30

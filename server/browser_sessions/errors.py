@@ -14,6 +14,7 @@ turns these into tool errors. Task failures carry the same ``code`` in the task 
     ├── TaskNotFound                    unknown taskId in a known session           TASK_NOT_FOUND
     ├── BrowserUnavailable              no Chromium found or it failed to start    INSTANCE_UNAVAILABLE
     ├── SessionLimitReached             max_sessions live already                   SESSION_LIMIT_REACHED
+    ├── SessionBusy                     a task drives the page; step tools wait     TASK_RUNNING
     └── TaskFailure                     a task ended in failure (carried in results)
         ├── TaskTimeout                 maxDuration passed                          TASK_TIMEOUT
         ├── TaskStopped                 control_session(stop) or session ended      TASK_STOPPED
@@ -76,6 +77,10 @@ class BrowserUnavailable(BrowserSessionsError):
 
 class SessionLimitReached(BrowserSessionsError):
     code = "SESSION_LIMIT_REACHED"
+
+
+class SessionBusy(BrowserSessionsError):
+    code = "TASK_RUNNING"
 
 
 class TaskFailure(BrowserSessionsError):

@@ -217,6 +217,20 @@ class SecretPlaceholders(WireModel):
     names: list[str] = Field(description="Use as {{secret.NAME}} in taskDetails.")
 
 
+class DownloadInfo(WireModel):
+    name: str
+    uri: str = Field(description="session://{sessionId}/downloads/{name}")
+    size_bytes: int
+    url: str = Field(description="Where it came from (secrets redacted).")
+    at: datetime
+
+
+class TabInfo(WireModel):
+    index: int
+    url: str
+    active: bool
+
+
 class SessionState(WireModel):
     session_id: str
     backend: BackendName
@@ -235,6 +249,8 @@ class SessionState(WireModel):
     idle_timeout_seconds: float
     expires_at: datetime | None = Field(default=None, description="When inactivity ends it, if nothing happens.")
     secrets: list[SecretPlaceholders]
+    tabs: list[TabInfo]
+    downloads: list[DownloadInfo]
     usage: SessionUsage
     resource_uri: str
 

@@ -5,6 +5,7 @@ Every setting is listed in the README's settings table; keep the two in step.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -12,6 +13,12 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Transport = Literal["stdio", "sse", "streamable-http"]
+
+
+def default_data_dir() -> Path:
+    """The user's data folder: ``$XDG_DATA_HOME/browser-sessions`` (``~/.local/share/browser-sessions``)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "browser-sessions"
 
 
 class Settings(BaseSettings):
@@ -39,9 +46,22 @@ class Settings(BaseSettings):
     viewport_width: int = Field(default=1024, ge=320, le=3840, description="Viewport width in CSS pixels.")
     viewport_height: int = Field(default=600, ge=240, le=2160, description="Viewport height in CSS pixels.")
     max_sessions: int = Field(default=50, ge=1, le=1000, description="Live sessions one server holds at once.")
+    data_dir: Path = Field(
+        default_factory=default_data_dir, description="Where downloads (and later the database) are kept."
+    )
+    upload_dir: Path | None = Field(
+        default=None, description="The only folder uploads are read from (default: <data_dir>/uploads)."
+    )
     transport: Transport = Field(default="stdio", description="MCP transport for `serve`.")
     host: str = Field(default="127.0.0.1", description="Bind address for the HTTP transports.")
     port: int = Field(default=8931, ge=0, le=65535, description="Port for the HTTP transports.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Level of the server log on stderr."
     )
+
+    @property
+    def uploads(self) -> Path:
+        return self.upload_dir or self.data_dir / "uploads"
+
+    def downloads(self, session_id: str) -> Path:
+        return self.data_dir / "downloads" / session_id

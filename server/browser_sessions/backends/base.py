@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from browser_sessions.models import BackendName, SessionConfig, SessionStarted, SessionState, Step, TaskResult, TaskSpec
+from browser_sessions.step_models import ActRequest, ActResult, SnapshotFormat, SnapshotResult
 
 ControlAction = Literal["pause", "resume", "stop"]
 
@@ -78,5 +79,19 @@ class Backend(Protocol):
         ...
 
     async def screenshot(self, session_id: str) -> bytes:
-        """PNG of the session's current page."""
+        """PNG of the session's current page (for the resource; works while a task runs)."""
         ...
+
+    async def download(self, session_id: str, name: str) -> bytes:
+        """A file the session downloaded (``DownloadInfo.name``)."""
+        ...
+
+    # ----- step tools: the caller drives; refused while a planner task runs unless it is paused -----
+
+    async def step_snapshot(
+        self, session_id: str, *, max_chars: int, ref: str | None, find: str | None, format: SnapshotFormat
+    ) -> SnapshotResult: ...
+
+    async def step_act(self, session_id: str, request: ActRequest, *, max_chars: int) -> ActResult: ...
+
+    async def step_screenshot(self, session_id: str, *, full_page: bool, ref: str | None) -> bytes: ...

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
-from mcp.types import CallToolResult, TextContent
+from mcp.types import CallToolResult, ContentBlock, ImageContent, ResourceLink, TextContent
 from pydantic import BaseModel
 
 from browser_sessions.models import SessionList, SessionStarted, SessionState, TaskResult
+from browser_sessions.step_models import ActResult, ScreenshotResult, SnapshotResult
 
 MAX_OUTPUT_IN_TEXT = 20_000
 
 
 def render(result: BaseModel) -> CallToolResult:
-    return CallToolResult(
-        content=[TextContent(type="text", text=summary(result))],
-        structured_content=result.model_dump(mode="json", by_alias=True),
-    )
+    content: list[ContentBlock] = [TextContent(type="text", text=summary(result))]
+    if isinstance(result, ScreenshotResult):
+        content.insert(0, ImageContent(type="image", data=base64.b64encode(result.png).decode(), mime_type="image/png"))
+        content.append(ResourceLink(type="resource_link", uri=result.uri, name="screenshot", mime_type="image/png"))
+    return CallToolResult(content=content, structured_content=result.model_dump(mode="json", by_alias=True))
 
 
 def summary(result: BaseModel) -> str:
@@ -27,6 +30,12 @@ def summary(result: BaseModel) -> str:
         return session_text(result)
     if isinstance(result, TaskResult):
         return task_text(result)
+    if isinstance(result, SnapshotResult):
+        return snapshot_text(result)
+    if isinstance(result, ActResult):
+        return act_text(result)
+    if isinstance(result, ScreenshotResult):
+        return f"Screenshot of session {result.session_id} ({result.size_bytes} bytes). Live view: {result.uri}"
     if isinstance(result, SessionList):
         if not result.sessions:
             return "No sessions. Start one with start_session."
@@ -65,3 +74,22 @@ def task_text(task: TaskResult) -> str:
         f"{head} is {where}. Call get_task with waitSeconds to wait for it, or read/subscribe {task.resource_uri}; "
         "control_session stops it."
     )
+
+
+def snapshot_text(result: SnapshotResult) -> str:
+    if result.dialog is not None:
+        return f"A {result.dialog.type} dialog is open: {result.dialog.message!r}. {result.dialog.how_to_answer}."
+    if result.text is not None:
+        return result.text
+    return json.dumps([e.model_dump(mode="json", by_alias=True, exclude_none=True) for e in result.elements or []])
+
+
+def act_text(result: ActResult) -> str:
+    lines = [f"{result.action}: {'; '.join(result.changes)}.", f"url: {result.url}", f"title: {result.title}"]
+    if result.dialog is not None:
+        lines.append(f"Dialog ({result.dialog.type}): {result.dialog.message!r}. {result.dialog.how_to_answer}.")
+    if result.snapshot_kind == "diff":
+        lines.append("Page changes since the last snapshot (- removed, + added):")
+    if result.snapshot:
+        lines.append(result.snapshot)
+    return "\n".join(lines)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
+import mimetypes
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from mcp import MCPError
 from mcp.server import MCPServer, ServerRequestContext
@@ -56,6 +57,13 @@ TEMPLATES = [
         name="task-output",
         title="Task output",
         description="A completed task's output: text/markdown, application/json or text/csv by outputType.",
+    ),
+    ResourceTemplate(
+        uri_template="session://{sessionId}/downloads/{name}",
+        name="download",
+        title="Downloaded file",
+        description="A file the session downloaded (listed in the session state's downloads).",
+        mime_type="application/octet-stream",
     ),
     ResourceTemplate(
         uri_template="session://{sessionId}/screenshot",
@@ -116,6 +124,13 @@ async def _read(ctx: ServerRequestContext[AppState], params: ReadResourceRequest
             png = await backend.screenshot(session_id)
             blob = base64.b64encode(png).decode()
             return ReadResourceResult(contents=[BlobResourceContents(uri=uri, blob=blob, mime_type="image/png")])
+        if len(segments) == 2 and segments[0] == "downloads":
+            name = unquote(segments[1])
+            data = await backend.download(session_id, name)
+            mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+            return ReadResourceResult(
+                contents=[BlobResourceContents(uri=uri, blob=base64.b64encode(data).decode(), mime_type=mime)]
+            )
         if len(segments) in (2, 3) and segments[0] == "tasks" and segments[2:] in ([], ["output"]):
             task = await backend.get_task(session_id, segments[1])
             if len(segments) == 2:

@@ -15,6 +15,7 @@ from browser_sessions import __version__
 from browser_sessions.backends.base import Backend
 from browser_sessions.backends.local.engine import open_local_backend
 from browser_sessions.mcp.app_state import AppState
+from browser_sessions.mcp.browser_tools import BROWSER_TOOLS
 from browser_sessions.mcp.notifications import Notifier
 from browser_sessions.mcp.registry import build_tools
 from browser_sessions.mcp.resources import register_resources
@@ -31,6 +32,8 @@ browser-sessions gives you isolated browser sessions (own cookies, storage, cach
   get_task(sessionId, taskId, waitSeconds) or subscribe to session://<sessionId>/tasks/<taskId>.
 - outputType structured_json/structured_csv needs outputSchema; the output is validated against it.
 - Secrets: pass secrets=[{match, fields}] and write {{secret.NAME}} in taskDetails; values are never shown.
+- Drive a session yourself: browser_snapshot(sessionId) gives the page with refs like [e12]; browser_act(sessionId,
+  action="click", ref="e12") acts and returns what changed. Refused while a task runs, unless it is paused.
 - Sessions idle for 5 minutes are terminated; terminate sessions you no longer need.
 """
 
@@ -62,7 +65,7 @@ def build_server(
         title="Browser sessions",
         version=__version__,
         instructions=INSTRUCTIONS,
-        tools=build_tools(TOOLS),
+        tools=build_tools(TOOLS + BROWSER_TOOLS),
         lifespan=lifespan,
         subscriptions=bus,
         log_level=settings.log_level,

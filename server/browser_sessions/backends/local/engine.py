@@ -15,6 +15,7 @@ from playwright.async_api import Browser, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
 from browser_sessions.backends.base import BackendEvent, ControlAction, EventSink, SessionsChanged, StepListener
+from browser_sessions.backends.local import steps
 from browser_sessions.backends.local.browser import FoundBrowser, launch
 from browser_sessions.backends.local.session import LocalSession
 from browser_sessions.backends.local.views import session_state
@@ -28,6 +29,7 @@ from browser_sessions.errors import (
 )
 from browser_sessions.models import BackendName, SessionConfig, SessionStarted, SessionState, TaskResult, TaskSpec
 from browser_sessions.settings import Settings
+from browser_sessions.step_models import ActRequest, ActResult, SnapshotFormat, SnapshotResult
 
 logger = logging.getLogger("browser_sessions.engine")
 KEEP_ENDED = 200
@@ -166,7 +168,27 @@ class LocalBackend:
         return session_state(session)
 
     async def screenshot(self, session_id: str) -> bytes:
-        return await self._live_session(session_id).screenshot()
+        return await self._live_session(session_id).browser.screenshot()
+
+    async def download(self, session_id: str, name: str) -> bytes:
+        session = self._session(session_id)
+        if not any(d.name == name for d in session.browser.downloads):
+            names = ", ".join(d.name for d in session.browser.downloads) or "none yet"
+            raise InvalidInput(f"Session {session_id} has no download {name!r} (it has: {names}).")
+        return (self.settings.downloads(session_id) / name).read_bytes()
+
+    async def step_snapshot(
+        self, session_id: str, *, max_chars: int, ref: str | None, find: str | None, format: SnapshotFormat
+    ) -> SnapshotResult:
+        return await steps.snapshot(
+            self._live_session(session_id), max_chars=max_chars, ref=ref, find=find, format=format
+        )
+
+    async def step_act(self, session_id: str, request: ActRequest, *, max_chars: int) -> ActResult:
+        return await steps.act(self._live_session(session_id), request, max_chars=max_chars)
+
+    async def step_screenshot(self, session_id: str, *, full_page: bool, ref: str | None) -> bytes:
+        return await steps.screenshot(self._live_session(session_id), full_page=full_page, ref=ref)
 
     # ----- browser loss and recovery -----
 

@@ -12,19 +12,18 @@ import time
 from collections import deque
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import anyio
 from anyio.abc import TaskStatus
-from playwright.async_api import Browser, BrowserContext, Page, Request, StorageState
+from playwright.async_api import Browser
 from playwright.async_api import Error as PlaywrightError
 
 from browser_sessions.backends.base import EventSink, SessionChanged, SessionsChanged, TaskChanged
 from browser_sessions.backends.local.egress import EgressProxy
 from browser_sessions.backends.local.policy import DomainPolicy
 from browser_sessions.backends.local.secrets import SecretVault
+from browser_sessions.backends.local.session_browser import SessionBrowser
 from browser_sessions.backends.local.task_execution import execute_task
-from browser_sessions.backends.local.task_run import BlockedNavigation
 from browser_sessions.backends.local.tasks import TaskRecord, now
 from browser_sessions.errors import BrowserLost, BrowserUnavailable, InvalidInput, SessionEnded, TaskStopped
 from browser_sessions.models import LIVE_STATUSES, SessionStatus, TaskSpec, Transition
@@ -45,18 +44,20 @@ class LocalSession:
         self.transitions = [Transition(status="Pending", at=self.created_at, reason="starting a browser context")]
         self.policy = DomainPolicy()
         self.vault = SecretVault()
-        self.blocked_navigations: list[BlockedNavigation] = []
         self.paused = False
         self._resumed = anyio.Event()
         self.tasks: dict[str, TaskRecord] = {}
         self.queue: deque[TaskRecord] = deque()
         self.current: TaskRecord | None = None
-        self.context: BrowserContext | None = None
-        self.pages: list[Page] = []
-        self.last_url: str | None = None
-        self.title: str | None = None
-        self._saved_state: StorageState | None = None
-        self._resume_url: str | None = None  # unredacted, in memory only: where a restored session reopens
+        self.page_lock = anyio.Lock()  # held by a running task (released while paused) or by one step tool
+        self.browser = SessionBrowser(
+            session_id,
+            settings,
+            self.policy,
+            self.vault,
+            on_change=self._changed,
+            planner_driving=lambda: self.current is not None and not self.paused,
+        )
         self._proxy = EgressProxy(self.policy.blocked_by)
         self._proxy_port = 0
         self._wake = anyio.Event()
@@ -138,7 +139,7 @@ class LocalSession:
         async with anyio.create_task_group() as group:
             try:
                 self._proxy_port = await group.start(self._proxy.serve)
-                await self._open_context(browser, None)
+                await self.browser.open(browser, self._proxy_port)
                 self._set_status("Active", "browser context ready")
                 task_status.started()
                 started = True
@@ -163,10 +164,11 @@ class LocalSession:
                 task = self.queue.popleft()
                 self.current = task
                 self._changed()
-                await execute_task(self, task)
+                async with self.page_lock:
+                    await execute_task(self, task)
                 self.current = None
                 self._last_activity = time.monotonic()
-                await self._save_state()
+                await self.browser.save_state()
                 if task.spec.terminate_on_completion and self._end_request is None:
                     self._end_request = ("Completed", f"terminateOnCompletion: task {task.task_id} {task.status}")
                 self._changed()
@@ -183,34 +185,13 @@ class LocalSession:
             if wake is self._wake:
                 self._wake = anyio.Event()
 
-    async def _open_context(self, browser: Browser, storage: StorageState | None) -> None:
-        context = await browser.new_context(
-            proxy={"server": f"http://127.0.0.1:{self._proxy_port}"},
-            viewport={"width": self.settings.viewport_width, "height": self.settings.viewport_height},
-            storage_state=storage,
-            accept_downloads=True,
-        )
-        context.set_default_timeout(self.settings.step_timeout * 1000)
-        context.set_default_navigation_timeout(self.settings.navigation_timeout * 1000)
-        context.on("request", self._on_request)
-        context.on("page", self._on_page)
-        self.context = context
-        self.pages = []
-        self._on_page(await context.new_page())
-
     async def _close(self) -> None:
         status, reason = self._end_request or ("Terminated", "server shutting down")
         for task in [self.current, *self.queue]:
             if task is not None and not task.settled:
                 task.fail("TASK_STOPPED", f"The session ended before this task finished ({reason}).")
         self.queue.clear()
-        context, self.context, self.pages = self.context, None, []
-        if context is not None:
-            with anyio.move_on_after(10):
-                try:
-                    await context.close()
-                except PlaywrightError as exc:
-                    logger.debug("closing context of %s: %s", self.id, exc)
+        await self.browser.close()
         self.vault.clear()
         self.ended_at = now()
         self._set_status(status, reason)
@@ -222,7 +203,7 @@ class LocalSession:
     def orphan(self, reason: str) -> None:
         if self.status not in ("Active", "Pending"):
             return
-        self.context, self.pages = None, []
+        self.browser.forget()
         if self.current is not None:
             self.current.stop(BrowserLost(f"The browser was lost while this task ran ({reason})."))
         self._set_status("Orphaned", reason)
@@ -231,68 +212,9 @@ class LocalSession:
         """Recreate the context from the last saved cookies and storage and reopen the last URL."""
         if self.status != "Orphaned" or self._end_request is not None:
             return
-        await self._open_context(browser, self._saved_state)
-        if self._resume_url and self._resume_url.startswith("http"):
-            try:
-                await self.pages[-1].goto(self._resume_url, timeout=self.settings.navigation_timeout * 1000)
-            except PlaywrightError as exc:
-                logger.info("session %s: reopening its last page failed: %s", self.id, exc.message)
+        await self.browser.open(browser, self._proxy_port, restore=True)
         self._set_status("Active", "browser relaunched; context restored from the last saved state")
         self._wake.set()
-
-    # ----- page layer hooks -----
-
-    async def current_page(self) -> Page:
-        live = [page for page in self.pages if not page.is_closed()]
-        if live:
-            return live[-1]
-        if self.context is None:
-            raise BrowserLost("The session's browser is not connected; it is being restored.")
-        page = await self.context.new_page()
-        self._on_page(page)
-        return page
-
-    async def refresh_title(self) -> None:
-        page = await self.current_page()
-        self.last_url = self.vault.redact(page.url)
-        try:
-            self.title = self.vault.redact(await page.title())
-        except PlaywrightError:
-            self.title = None
-        self._changed()
-
-    async def screenshot(self) -> bytes:
-        page = await self.current_page()
-        try:
-            return await page.screenshot(type="png", timeout=self.settings.navigation_timeout * 1000)
-        except PlaywrightError as exc:
-            raise BrowserLost(f"Could not take a screenshot: {exc.message.splitlines()[0]}") from exc
-
-    def _on_page(self, page: Page) -> None:
-        if page not in self.pages:
-            self.pages.append(page)
-
-    def _on_request(self, request: Request) -> None:
-        if not request.is_navigation_request():
-            return
-        try:
-            if request.frame.parent_frame is not None:
-                return  # an iframe: the proxy refuses it quietly, the task goes on
-        except PlaywrightError:
-            pass  # a popup's first navigation is issued before its frame exists: a top-level load
-        host = urlsplit(request.url).hostname or ""
-        rule = self.policy.blocked_by(host)
-        if rule is not None:
-            self.blocked_navigations.append(BlockedNavigation(host, rule))
-
-    async def _save_state(self) -> None:
-        if self.context is None:
-            return
-        try:
-            self._saved_state = await self.context.storage_state()
-            self._resume_url = (await self.current_page()).url
-        except PlaywrightError as exc:
-            logger.debug("saving state of %s: %s", self.id, exc)
 
     # ----- notifications -----
 

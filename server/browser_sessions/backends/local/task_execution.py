@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from browser_sessions.backends.local.driver import Driver
 from browser_sessions.backends.local.outputs import build_output
 from browser_sessions.backends.local.planners.instruction_runner import run_lines
 from browser_sessions.backends.local.planners.instructions import parse
-from browser_sessions.backends.local.task_run import TaskRun
 from browser_sessions.backends.local.tasks import TaskRecord
 from browser_sessions.errors import TaskFailure, TaskTimeout
 
@@ -23,7 +23,7 @@ async def execute_task(session: LocalSession, task: TaskRecord) -> None:
     spec = task.spec
     session.policy.extend(spec.avoid_domains)
     session.vault.add(spec.secrets)
-    run = TaskRun(
+    run = Driver(
         session,
         task,
         navigation_timeout=session.settings.navigation_timeout,
@@ -40,7 +40,7 @@ async def execute_task(session: LocalSession, task: TaskRecord) -> None:
                 await run.step(f"go to {spec.starting_point} (startingPoint)")
             extracts = await run_lines(lines, run)
             page = await run.page()
-            summary = f"Done: {len(task.steps)} steps. Now at {session.title or '(untitled)'} ({page.url})."
+            summary = f"Done: {len(task.steps)} steps. Now at {session.browser.title or '(untitled)'} ({page.url})."
             output = build_output(extracts, spec.output_type, spec.output_schema, summary)
             task.complete(session.redact(output))
         except TaskFailure as exc:

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from browser_sessions.backends.local.tasks import now
-from browser_sessions.models import SessionState, SessionUsage, TaskSummary
+from browser_sessions.models import SessionState, SessionUsage, TabInfo, TaskSummary
 
 if TYPE_CHECKING:
     from browser_sessions.backends.local.session import LocalSession
@@ -17,12 +17,20 @@ def session_uri(session_id: str) -> str:
     return f"session://{session_id}"
 
 
+def tab_infos(session: LocalSession) -> list[TabInfo]:
+    active = session.browser.active
+    return [
+        TabInfo(index=i, url=session.vault.redact(page.url), active=page is active)
+        for i, page in enumerate(session.browser.live_pages())
+    ]
+
+
 def session_state(session: LocalSession) -> SessionState:
     end = session.ended_at or now()
     tasks = list(session.tasks.values())
     deadline = session.idle_deadline()
     expires_at = None if deadline is None else now() + timedelta(seconds=max(0.0, deadline - time.monotonic()))
-    page = next((p for p in reversed(session.pages) if not p.is_closed()), None)
+    page = next((p for p in reversed(session.browser.pages) if not p.is_closed()), None)
     return SessionState(
         session_id=session.id,
         backend="local",
@@ -32,8 +40,8 @@ def session_state(session: LocalSession) -> SessionState:
         created_at=session.created_at,
         ended_at=session.ended_at,
         transitions=list(session.transitions),
-        current_url=session.vault.redact(page.url) if page is not None else session.last_url,
-        title=session.title,
+        current_url=session.vault.redact(page.url) if page is not None else session.browser.last_url,
+        title=session.browser.title,
         profile_id=session.profile_id,
         current_task_id=session.current.task_id if session.current else None,
         queued_task_ids=[task.task_id for task in session.queue],
@@ -41,6 +49,8 @@ def session_state(session: LocalSession) -> SessionState:
         idle_timeout_seconds=session.settings.idle_timeout,
         expires_at=expires_at,
         secrets=session.vault.placeholders(),
+        tabs=tab_infos(session),
+        downloads=list(session.browser.downloads),
         usage=SessionUsage(
             compute_time_ms=int((end - session.created_at).total_seconds() * 1000),
             tasks=len(tasks),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from playwright.async_api import Error as PlaywrightError
 
+from browser_sessions.backends.local.driver import Driver
 from browser_sessions.backends.local.outputs import Extract, TextExtract
+from browser_sessions.backends.local.page import actions
 from browser_sessions.backends.local.page.extract import extract_table, page_markdown
 from browser_sessions.backends.local.page.locate import locate, wait_for_text
 from browser_sessions.backends.local.planners.instructions import (
@@ -20,11 +22,10 @@ from browser_sessions.backends.local.planners.instructions import (
     TypeText,
     WaitFor,
 )
-from browser_sessions.backends.local.task_run import TaskRun
 from browser_sessions.errors import TaskFailure
 
 
-async def run_lines(lines: list[Line], run: TaskRun) -> list[Extract]:
+async def run_lines(lines: list[Line], run: Driver) -> list[Extract]:
     """Execute ``lines`` in order; a failing line fails the task with a message that names it."""
     extracts: list[Extract] = []
     for line in lines:
@@ -43,34 +44,24 @@ async def run_lines(lines: list[Line], run: TaskRun) -> list[Extract]:
     return extracts
 
 
-async def _perform(instruction: Instruction, run: TaskRun) -> Extract | None:
+async def _perform(instruction: Instruction, run: Driver) -> Extract | None:
     page = await run.page()
     timeout = run.step_timeout
-    ms = timeout * 1000
     match instruction:
         case GoTo(url):
             await run.goto(url)
         case Click(name):
-            target = await locate(page, name, "click", timeout=timeout)
-            await target.click(timeout=ms)
-            await run.settle()
+            await actions.click(run, await locate(page, name, "click", timeout=timeout))
         case TypeText(text, field, submit):
-            target = await locate(page, field, "fill", timeout=timeout)
-            await target.fill(await run.fill_secrets(text), timeout=ms)
-            if submit:
-                await target.press("Enter", timeout=ms)
-                await run.settle()
+            await actions.type_text(run, await locate(page, field, "fill", timeout=timeout), text, submit=submit)
         case Select(option, field):
-            target = await locate(page, field, "select", timeout=timeout)
-            await target.select_option(option, timeout=ms)  # a string matches an option's label or value
+            await actions.select(run, await locate(page, field, "select", timeout=timeout), option)
         case Check(name, checked):
-            target = await locate(page, name, "check", timeout=timeout)
-            await target.set_checked(checked, timeout=ms)
+            await actions.check(run, await locate(page, name, "check", timeout=timeout), checked)
         case Press(key):
-            await page.keyboard.press(key)
-            await run.settle()
+            await actions.press(run, key)
         case WaitFor(text):
-            await wait_for_text(page, text, timeout=run.navigation_timeout)
+            await actions.wait(run, text, None)
         case ExtractText(element):
             part = await wait_for_text(page, element, timeout=timeout) if element else None
             return TextExtract(await page_markdown(page, part))

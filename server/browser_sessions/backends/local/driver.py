@@ -1,12 +1,14 @@
-"""What a planner may do during one task: act on the session's current page, navigate under the session's
-domain policy, type secrets for the current host, record steps, and honour pause and the time budget.
+"""The page layer's handle on a session: act on its current page, navigate under its domain policy, type
+secrets for the current host, record steps, and (inside a task) honour pause and the time budget.
 
-Planners (instructions now, a model later) and the step tools share this one layer.
+Planners (instructions now, a model later) and the step tools drive pages only through a ``Driver`` and the
+actions in ``page/actions.py``: one action layer, not two.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -29,33 +31,47 @@ class BlockedNavigation:
     rule: str
 
 
-class SessionView(Protocol):
-    """The parts of a live session a task run uses."""
+class BrowserView(Protocol):
+    """The parts of a session's browser side a driver uses."""
 
-    policy: DomainPolicy
-    vault: SecretVault
     blocked_navigations: list[BlockedNavigation]
-    paused: bool
+    dialog_opened: anyio.Event
 
     async def current_page(self) -> Page: ...
 
-    async def wait_resumed(self) -> None: ...
-
     async def refresh_title(self) -> None: ...
 
+    async def collect_downloads(self) -> None: ...
 
-class TaskRun:
+
+class SessionView(Protocol):
+    """The parts of a live session a driver uses."""
+
+    policy: DomainPolicy
+    vault: SecretVault
+    paused: bool
+    page_lock: anyio.Lock
+
+    @property
+    def browser(self) -> BrowserView: ...
+
+    async def wait_resumed(self) -> None: ...
+
+
+class Driver:
+    """``task`` is the task being run, or None for the caller's own steps (step tools)."""
+
     def __init__(
-        self, session: SessionView, task: TaskRecord, *, navigation_timeout: float, step_timeout: float
+        self, session: SessionView, task: TaskRecord | None, *, navigation_timeout: float, step_timeout: float
     ) -> None:
         self._session = session
         self.task = task
         self.navigation_timeout = navigation_timeout
         self.step_timeout = step_timeout
-        self._blocked_seen = len(session.blocked_navigations)
+        self._blocked_seen = len(session.browser.blocked_navigations)
 
     async def page(self) -> Page:
-        return await self._session.current_page()
+        return await self._session.browser.current_page()
 
     async def host(self) -> str:
         return urlsplit((await self.page()).url).hostname or ""
@@ -74,6 +90,24 @@ class TaskRun:
             raise NavigationFailed(f"Could not load {url}: {exc.message.splitlines()[0]}") from exc
         self.raise_if_blocked()
 
+    async def until_dialog(self, action: Awaitable[object]) -> bool:
+        """Run ``action``, but stop waiting for it when it opens a dialog that waits for the caller (the page
+        is frozen until the dialog is answered; the action then completes on its own). True if one opened."""
+        opened = self._session.browser.dialog_opened
+        async with anyio.create_task_group() as group:
+
+            async def act() -> None:
+                await action
+                group.cancel_scope.cancel()
+
+            async def watch() -> None:
+                await opened.wait()
+                group.cancel_scope.cancel()
+
+            group.start_soon(act)
+            group.start_soon(watch)
+        return opened.is_set()
+
     async def settle(self) -> None:
         """Let what an action started finish (bounded): a navigation of the page, or a popup, which the
         page opens a moment after the click returns and which then becomes the current page."""
@@ -88,7 +122,7 @@ class TaskRun:
 
     def raise_if_blocked(self) -> None:
         """Fail the task if any page of the session tried to navigate to an avoided domain meanwhile."""
-        blocked = self._session.blocked_navigations[self._blocked_seen :]
+        blocked = self._session.browser.blocked_navigations[self._blocked_seen :]
         if blocked:
             raise DomainBlocked(blocked[0].host, blocked[0].rule)
 
@@ -99,22 +133,30 @@ class TaskRun:
     async def step(self, action: str) -> None:
         """Record a finished step (redacted), then honour pause before the next one."""
         self.raise_if_blocked()
-        await self._session.refresh_title()
+        await self._session.browser.collect_downloads()
+        await self._session.browser.refresh_title()
+        if self.task is None:
+            return
         page = await self.page()
         redact = self._session.vault.redact
         self.task.add_step(redact(action), redact(page.url))
         await self.checkpoint()
 
     async def checkpoint(self) -> None:
-        """While the session is paused, wait; paused time does not count against maxDuration."""
-        if not self._session.paused:
+        """While the session is paused, wait with the page handed over to the caller's step tools (the
+        lock released); paused time does not count against maxDuration."""
+        if not self._session.paused or self.task is None:
             return
         scope = self.task.scope
         remaining = (scope.deadline - anyio.current_time()) if scope is not None else math.inf
         self.task.pause_clock()
         if scope is not None:
             scope.deadline = math.inf
-        await self._session.wait_resumed()
+        self._session.page_lock.release()
+        try:
+            await self._session.wait_resumed()
+        finally:
+            await self._session.page_lock.acquire()
         if scope is not None:
             scope.deadline = anyio.current_time() + remaining
         self.task.resume_clock()

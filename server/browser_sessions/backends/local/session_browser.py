@@ -1,0 +1,196 @@
+"""A session's browser side: its context and tabs, dialogs, downloads, and which navigations its pages
+tried that the domain policy refused. Owned by one LocalSession; every text it reports is redacted."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from urllib.parse import quote, urlsplit
+
+import anyio
+from playwright.async_api import Browser, BrowserContext, Dialog, Download, Page, Request, StorageState
+from playwright.async_api import Error as PlaywrightError
+
+from browser_sessions.backends.local.downloads import unique_name
+from browser_sessions.backends.local.driver import BlockedNavigation
+from browser_sessions.backends.local.policy import DomainPolicy
+from browser_sessions.backends.local.secrets import SecretVault
+from browser_sessions.backends.local.tasks import now
+from browser_sessions.errors import BrowserLost
+from browser_sessions.models import DownloadInfo
+from browser_sessions.settings import Settings
+
+logger = logging.getLogger("browser_sessions.session")
+
+
+class SessionBrowser:
+    def __init__(
+        self,
+        session_id: str,
+        settings: Settings,
+        policy: DomainPolicy,
+        vault: SecretVault,
+        *,
+        on_change: Callable[[], None],
+        planner_driving: Callable[[], bool],
+    ) -> None:
+        self.session_id = session_id
+        self.settings = settings
+        self.policy = policy
+        self.vault = vault
+        self._on_change = on_change
+        self._planner_driving = planner_driving
+        self.context: BrowserContext | None = None
+        self.pages: list[Page] = []
+        self.active: Page | None = None
+        self.dialog: Dialog | None = None  # waiting for the caller's answer
+        self.dialog_opened = anyio.Event()  # set while ``dialog`` waits; a new Event once it is answered
+        self.downloads: list[DownloadInfo] = []
+        self.blocked_navigations: list[BlockedNavigation] = []
+        self.last_url: str | None = None  # redacted
+        self.title: str | None = None  # redacted
+        self.last_snapshot: str | None = None  # what the caller last saw, for diff-only step results
+        self._pending_downloads: list[Download] = []
+        self._saved_state: StorageState | None = None
+        self._resume_url: str | None = None  # unredacted, in memory only: where a restored session reopens
+
+    async def open(self, browser: Browser, proxy_port: int, *, restore: bool = False) -> None:
+        """A fresh context whose every request goes through the session's egress proxy; with ``restore``,
+        from the cookies and storage saved after the last task, reopening the last page."""
+        context = await browser.new_context(
+            proxy={"server": f"http://127.0.0.1:{proxy_port}"},
+            viewport={"width": self.settings.viewport_width, "height": self.settings.viewport_height},
+            storage_state=self._saved_state if restore else None,
+            accept_downloads=True,
+        )
+        context.set_default_timeout(self.settings.step_timeout * 1000)
+        context.set_default_navigation_timeout(self.settings.navigation_timeout * 1000)
+        context.on("request", self._on_request)
+        context.on("page", self._on_page)
+        self.context, self.pages, self.active = context, [], None
+        self._on_page(await context.new_page())
+        if restore and self._resume_url and self._resume_url.startswith("http"):
+            try:
+                await self.pages[-1].goto(self._resume_url, timeout=self.settings.navigation_timeout * 1000)
+            except PlaywrightError as exc:
+                logger.info("session %s: reopening its last page failed: %s", self.session_id, exc.message)
+
+    def forget(self) -> None:
+        """The browser went away: drop what belonged to it."""
+        self.context, self.pages, self.active = None, [], None
+        self.dialog_answered()
+
+    async def close(self) -> None:
+        context = self.context
+        self.forget()
+        if context is not None:
+            with anyio.move_on_after(10):
+                try:
+                    await context.close()
+                except PlaywrightError as exc:
+                    logger.debug("closing context of %s: %s", self.session_id, exc)
+
+    def live_pages(self) -> list[Page]:
+        return [page for page in self.pages if not page.is_closed()]
+
+    async def current_page(self) -> Page:
+        """The active tab (the newest one when the active tab was closed)."""
+        if self.active is not None and not self.active.is_closed():
+            return self.active
+        live = self.live_pages()
+        if live:
+            self.active = live[-1]
+            return self.active
+        if self.context is None:
+            raise BrowserLost("The session's browser is not connected; it is being restored.")
+        page = await self.context.new_page()
+        self._on_page(page)
+        return page
+
+    async def refresh_title(self) -> None:
+        page = await self.current_page()
+        self.last_url = self.vault.redact(page.url)
+        try:
+            self.title = self.vault.redact(await page.title())
+        except PlaywrightError:
+            self.title = None
+        self._on_change()
+
+    async def screenshot(self) -> bytes:
+        page = await self.current_page()
+        try:
+            return await page.screenshot(type="png", timeout=self.settings.navigation_timeout * 1000)
+        except PlaywrightError as exc:
+            raise BrowserLost(f"Could not take a screenshot: {exc.message.splitlines()[0]}") from exc
+
+    async def save_state(self) -> None:
+        """Remember cookies, storage and the page, to restore them if the browser is lost."""
+        if self.context is None:
+            return
+        try:
+            self._saved_state = await self.context.storage_state()
+            self._resume_url = (await self.current_page()).url
+        except PlaywrightError as exc:
+            logger.debug("saving state of %s: %s", self.session_id, exc)
+
+    async def collect_downloads(self) -> None:
+        """Save finished downloads into the session's folder (bounded); called after every step."""
+        pending, self._pending_downloads[:] = list(self._pending_downloads), []
+        folder = self.settings.downloads(self.session_id)
+        for download in pending:
+            folder.mkdir(parents=True, exist_ok=True)
+            name = unique_name(folder, download.suggested_filename)
+            try:
+                with anyio.fail_after(self.settings.navigation_timeout):
+                    await download.save_as(folder / name)
+            except (PlaywrightError, TimeoutError) as exc:
+                logger.info("session %s: download %s failed: %s", self.session_id, name, exc)
+                continue
+            self.downloads.append(
+                DownloadInfo(
+                    name=name,
+                    uri=f"session://{self.session_id}/downloads/{quote(name)}",
+                    size_bytes=(folder / name).stat().st_size,
+                    url=self.vault.redact(download.url),
+                    at=now(),
+                )
+            )
+        if pending:
+            self._on_change()
+
+    def _on_page(self, page: Page) -> None:
+        """A new tab (also a popup or new window) becomes the active one."""
+        if page not in self.pages:
+            self.pages.append(page)
+            self.active = page
+            page.on("dialog", self._on_dialog)
+            page.on("download", self._on_download)
+
+    def _on_download(self, download: Download) -> None:
+        self._pending_downloads.append(download)
+
+    async def _on_dialog(self, dialog: Dialog) -> None:
+        if self._planner_driving():
+            # a planner has no way to answer: accept, as a person clicking OK would, and go on
+            await dialog.accept()
+            return
+        self.dialog = dialog
+        self.dialog_opened.set()
+        self._on_change()
+
+    def dialog_answered(self) -> None:
+        self.dialog = None
+        self.dialog_opened = anyio.Event()
+
+    def _on_request(self, request: Request) -> None:
+        if not request.is_navigation_request():
+            return
+        try:
+            if request.frame.parent_frame is not None:
+                return  # an iframe: the proxy refuses it quietly, the task goes on
+        except PlaywrightError:
+            pass  # a popup's first navigation is issued before its frame exists: a top-level load
+        host = urlsplit(request.url).hostname or ""
+        rule = self.policy.blocked_by(host)
+        if rule is not None:
+            self.blocked_navigations.append(BlockedNavigation(host, rule))
