@@ -65,8 +65,12 @@ STDTYPES_HINT = "apt-get install -y python3.11-doc  (Debian; or the python3.X-do
 WARMUP = 2
 CALL_SECONDS = 120  # bound on any single tool call
 MAX_CHARS = 8000  # what ours is asked for in browser_snapshot
-OURS_REF = re.compile(r"\[((?:f\d+)?e\d+)\]")
+OURS_REF = re.compile(r"\[(?:[^\]]*?,\s*)?((?:f\d+)?e\d+)\]")  # [e12], [f1e3], [h1, e7]
 THEIRS_REF = re.compile(r"\[ref=((?:f\d+)?e\d+)\]")
+ANCHOR = "playwright-mcp"
+# The anchor waits 500 ms after each action by default (--timeout-settle) for work the action set off;
+# a second instance without that wait gives the like-for-like click figure.
+NO_SETTLE = "pw-mcp settle=0"
 
 
 # ----- pages -----
@@ -371,7 +375,7 @@ _PAGE_URL = re.compile(r"^- Page URL: (\S+)$", re.M)
 class Theirs:
     client: Client
     workspace: Path  # the server's cwd: links in its replies are relative to it
-    name: str = "playwright-mcp"
+    name: str = ANCHOR
     ref_re: re.Pattern[str] = THEIRS_REF
 
     def _reply(self, result: Any) -> Reply:
@@ -438,7 +442,9 @@ async def open_ours(logs: Path) -> AsyncIterator[Ours | str]:
 
 
 @contextlib.asynccontextmanager
-async def open_theirs(logs: Path, settings: Settings) -> AsyncIterator[Theirs]:
+async def open_theirs(
+    logs: Path, settings: Settings, name: str = ANCHOR, extra: tuple[str, ...] = ()
+) -> AsyncIterator[Theirs]:
     workspace = Path(tempfile.mkdtemp(prefix="bench-pw-mcp-"))
     args = [
         str(PW_MCP_CLI),
@@ -446,12 +452,14 @@ async def open_theirs(logs: Path, settings: Settings) -> AsyncIterator[Theirs]:
         "--headless", "--isolated", "--no-sandbox",
         "--viewport-size", f"{settings.viewport_width}x{settings.viewport_height}",
         "--output-dir", str(workspace / "out"),
+        *extra,
     ]  # fmt: skip
     params = StdioServerParameters(command="node", args=args, cwd=workspace, env={"PATH": os.environ["PATH"]})
+    log = logs / f"steps-{re.sub(r'[^a-z0-9]+', '-', name)}.log"
     try:
-        with (logs / "steps-playwright-mcp.log").open("w") as errlog:
+        with log.open("w") as errlog:
             async with Client(stdio_client(params, errlog=errlog), read_timeout_seconds=CALL_SECONDS) as client:
-                yield Theirs(client, workspace)
+                yield Theirs(client, workspace, name)
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
 
@@ -510,9 +518,9 @@ def nodes(state: str, ref_re: re.Pattern[str]) -> list[Node]:
 def find_ref(state: str, ref_re: re.Pattern[str], name: str, roles: set[str] | None = None) -> str | None:
     """The first element with exactly this name (or, failing that, this name ignoring case)."""
     candidates = [n for n in nodes(state, ref_re) if roles is None or n.role in roles]
-    for same in (lambda a, b: a == b, lambda a, b: a.casefold() == b.casefold()):
+    for fold in (str, str.casefold):
         for node in candidates:
-            if same(node.name.strip(), name):
+            if fold(node.name.strip()) == fold(name):
                 return node.ref
     return None
 
@@ -636,23 +644,27 @@ def _click_ops(side: Side, page: str, driver: Counting | Navigating) -> list[Op]
     after = driver.find_next if isinstance(driver, Navigating) else None
     if side.name == "ours":
         return [Op(f"ours: act click ({page})", driver.step, after)]
+    if side.name != ANCHOR:
+        return [Op(f"{side.name}: click + read state file ({page})", driver.step, after)]
     return [
         Op(f"{side.name}: click + read state file ({page})", driver.step, after),
         Op(f"{side.name}: click + snapshot ({page})", partial(driver.step, with_snapshot=True), after),
     ]
 
 
-async def measure_latency(sides: list[Side], base: str, runs: int) -> tuple[dict[str, Series], dict[str, Any]]:
+async def measure_latency(
+    sides: list[Side], clicks_only: list[Side], base: str, runs: int
+) -> tuple[dict[str, Series], dict[str, Any]]:
     series: dict[str, Series] = {}
     checks: dict[str, Any] = {}
-    counters = [Counting(side) for side in sides]
+    counters = [Counting(side) for side in sides + clicks_only]
     for counter in counters:
         await counter.setup(base)
     series |= await interleaved([op for c in counters for op in _click_ops(c.side, "counter", c)], runs)
     for counter in counters:
         checks[f"{counter.side.name}: counter"] = await counter.verify()
 
-    walkers = [Navigating(side) for side in sides]
+    walkers = [Navigating(side) for side in sides + clicks_only]
     for walker in walkers:
         await walker.setup(base)
     series |= await interleaved([op for w in walkers for op in _click_ops(w.side, "navigate", w)], runs)
@@ -668,8 +680,10 @@ async def measure_latency(sides: list[Side], base: str, runs: int) -> tuple[dict
 LATENCY_PAIRS = [
     ("ours: act click (counter)", "playwright-mcp: click + read state file (counter)", "click, small DOM change"),
     ("ours: act click (counter)", "playwright-mcp: click + snapshot (counter)", None),
+    ("ours: act click (counter)", f"{NO_SETTLE}: click + read state file (counter)", "like for like"),
     ("ours: act click (navigate)", "playwright-mcp: click + read state file (navigate)", "click that navigates"),
     ("ours: act click (navigate)", "playwright-mcp: click + snapshot (navigate)", None),
+    ("ours: act click (navigate)", f"{NO_SETTLE}: click + read state file (navigate)", "like for like"),
     ("ours: snapshot (shop)", "playwright-mcp: snapshot (shop)", "snapshot alone"),
 ]
 
@@ -918,7 +932,8 @@ async def bench(args: argparse.Namespace, site: Site, settings: Settings) -> Res
         else:
             sides.insert(0, ours)
         print("1/3 latency ...", flush=True)
-        results.series, results.checks = await measure_latency(sides, site.base, args.runs)
+        async with open_theirs(logs, settings, NO_SETTLE, ("--timeout-settle", "0")) as no_settle:
+            results.series, results.checks = await measure_latency(sides, [no_settle], site.base, args.runs)
         print("2/3 snapshot sizes ...", flush=True)
         urls = {p: f"{site.base}/{p}" for p in ("shop", "form", "news")} | {"huge": site.huge_url}
         results.sizes = await measure_sizes(sides, urls, settings)
@@ -1026,6 +1041,7 @@ async def run(args: argparse.Namespace) -> int:
         "browser_sessions": __version__,
         "playwright_mcp": pw_mcp_version,
         "playwright_mcp_flags": "--executable-path --headless --isolated --no-sandbox --viewport-size --output-dir",
+        "no_settle_flags": "the same + --timeout-settle 0",
         "chromium": str(CHROMIUM),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),

@@ -54,7 +54,7 @@ document.getElementById('handler').addEventListener('click', () => {
   document.getElementById('handled').textContent = 'handler ran';
 });
 const root = document.getElementById('host').attachShadow({mode: 'open'});
-root.innerHTML = '<button onclick="this.textContent = \'Shadow pressed\'">Shadow button</button>';
+root.innerHTML = '<button onclick="this.textContent = &quot;Shadow pressed&quot;">Shadow button</button>';
 document.getElementById('other').src = document.body.dataset.to || 'about:blank';
 </script>""",
     "/large": "<title>Large</title><h1>Large page</h1>"

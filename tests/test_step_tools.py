@@ -140,7 +140,9 @@ async def test_upload_reads_only_from_the_upload_folder(site: Site, tmp_path: Pa
         r = await refs(client, sid)
         uploaded = await act(client, sid, "upload", ref=r["Attachment"], file="note.txt")
         assert "chosen: note.txt" in uploaded["snapshot"]
-        error = await call_error(client, "browser_act", sessionId=sid, action="upload", ref=r["Attachment"], file="../x")
+        error = await call_error(
+            client, "browser_act", sessionId=sid, action="upload", ref=r["Attachment"], file="../x"
+        )
         assert str(tmp_path) in error and "BROWSER_SESSIONS_UPLOAD_DIR" in error
 
 
@@ -194,7 +196,9 @@ async def test_secrets_type_on_their_host_and_never_show(site: Site) -> None:
         assert "{{secret.pw}}" in str(elements)
         await act(client, sid, "navigate", url=site.url("/steps"))
         r = await refs(client, sid)
-        error = await call_error(client, "browser_act", sessionId=sid, action="type", ref=r["Nickname"], text="{{secret.pw}}")
+        error = await call_error(
+            client, "browser_act", sessionId=sid, action="type", ref=r["Nickname"], text="{{secret.pw}}"
+        )
         assert "SECRET_NOT_AVAILABLE" in error
 
 

@@ -213,6 +213,7 @@ class _Build:
 
     def element(self, n: Any, at: _Where, *, hide_name: bool = False) -> tuple[str, str]:
         ref, role, name = at.prefix + n["r"], n["role"], self.redact(n["n"])
+        name = name[:100] if n.get("ni") else name  # taken from content that is shown as children anyway
         value = self.redact(n["val"]) if "val" in n else None
         checked = n["chk"] if isinstance(n.get("chk"), bool) else None
         el = Element(ref, role, name, value, checked, bool(n.get("dis")), n.get("exp"), _place(n, at)[2])
@@ -290,6 +291,8 @@ async def resolve_ref(page: Page, ref: str) -> Locator:
     is gone from the page; call browser_snapshot for fresh refs") if it no longer exists, ``InvalidInput`` for
     a malformed ref, ``BrowserLost`` when the page is closed."""
     number, local = _parse(ref)
+    if page.is_closed():
+        raise BrowserLost("The page was closed.")
     frames = _PAGES.get(page) or _Frames()
     frame = next((f for f, n in frames.number.items() if n == number), None) if number else page.main_frame
     if local is None:

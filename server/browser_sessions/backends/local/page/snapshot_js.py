@@ -7,7 +7,7 @@ a large object graph) of ``{title, vh, vw, idx, next, nodes}``. ``idx`` is the f
 
 Nodes, each with its box relative to the frame's viewport (``y``, ``h``) and ``v`` = intersects the viewport:
 
-- ``{k:'t', t}`` a run of text (inline content merged, whitespace collapsed, at most 2,000 chars);
+- ``{k:'t', t}`` a run of text (inline content merged, whitespace collapsed);
 - ``{k:'i', n}`` an image with alt text (or a titled svg);
 - ``{k:'e', r, role, n, ni?, val?, chk?, dis?, exp?, c?}`` an actionable element; ``ni`` says the name was taken
   from the element's content, which stays in ``c`` because it holds other structure;
@@ -37,7 +37,9 @@ SNAPSHOT_JS = r"""(floor) => {
     if (e.getAttribute('data-bs-ref') !== r) marks.push([e, r]);
     return r;
   };
-  const VW = innerWidth, VH = innerHeight, MAXT = 2000, SKIPPED = {};
+  // Strings are cut in Python, after redaction, so that a cut never leaves half a secret; MAXT only bounds
+  // absurd pages.
+  const VW = innerWidth, VH = innerHeight, MAXT = 100000, SKIPPED = {};
   const norm = s => (s || '').replace(/\s+/g, ' ');
   const clean = s => norm(s).trim();
   const place = r => ({y: Math.round(r.top), h: Math.round(r.height),
@@ -168,7 +170,7 @@ SNAPSHOT_JS = r"""(floor) => {
     if (c.every(x => x.k === 't' || x.k === 'i')) { n.n = own || flat(c) || clean(e.title); return n; }
     // Content with structure of its own stays as children; the name then only repeats it, so it is marked.
     n.c = c; n.n = own || clean(e.title);
-    if (!n.n) { n.n = clean(e.innerText).slice(0, 100); n.ni = 1; }
+    if (!n.n) { n.n = clean(e.innerText).slice(0, MAXT); n.ni = 1; }
     return n;
   };
 
