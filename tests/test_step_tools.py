@@ -59,6 +59,13 @@ async def test_snapshot_then_click_type_select_check_by_ref(mode: str, site: Sit
         await act(client, sid, "press", key="Tab")
         waited = await act(client, sid, "wait", text="Step page")
         assert waited["action"] == "wait"
+        await act(client, sid, "wait", seconds=0.1)
+        await act(client, sid, "navigate", url=site.url("/table"))
+        back = await act(client, sid, "back")
+        assert back["url"].startswith(site.url("/steps"))
+        forward = await act(client, sid, "forward")
+        assert forward["url"] == site.url("/table")
+        assert forward["title"] == "Prices"
 
 
 async def test_what_plain_trees_miss_handler_only_iframes_and_shadow_dom(site: Site) -> None:

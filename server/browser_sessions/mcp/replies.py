@@ -85,7 +85,9 @@ def snapshot_text(result: SnapshotResult) -> str:
 
 
 def act_text(result: ActResult) -> str:
-    lines = [f"{result.action}: {'; '.join(result.changes)}.", f"url: {result.url}", f"title: {result.title}"]
+    lines = [f"{result.action}: {'; '.join(result.changes)}."]
+    if result.snapshot_kind != "full":  # a full snapshot starts with url and title itself
+        lines += [f"url: {result.url}", f"title: {result.title}"]
     if result.dialog is not None:
         lines.append(f"Dialog ({result.dialog.type}): {result.dialog.message!r}. {result.dialog.how_to_answer}.")
     if result.snapshot_kind == "diff":

@@ -1,8 +1,10 @@
-"""One local session: its BrowserContext, egress proxy, task queue, timers and lifecycle.
+"""One local session: its egress proxy, task queue, timers and lifecycle (its browser side is in
+``session_browser.py``).
 
-``run`` is the session's supervisor and the only code that changes its browser objects or runs its tasks;
-tool calls reach it through ``enqueue``, ``control``, ``request_end`` and ``touch``, which only set state
-and wake it. That keeps every browser call of a session on one coroutine, one task at a time (FIFO).
+``run`` is the session's supervisor: it opens and closes the context and runs queued tasks one at a time
+(FIFO). Lifecycle tools reach it through ``enqueue``, ``control``, ``request_end`` and ``touch``, which only
+set state and wake it. Pages are driven under ``page_lock``: the supervisor holds it while a task runs
+(releasing it while the task is paused), a step tool holds it for one step.
 """
 
 from __future__ import annotations

@@ -132,13 +132,19 @@ async def act(session: LocalSession, request: ActRequest, *, max_chars: int) -> 
             action=request.action,
             url=session.vault.redact(page.url),
             title=session.browser.title or "",
-            changes=changes or ["no visible change of URL, tabs or downloads"],
+            changes=changes or [_page_change(kind, text)],
             dialog=dialog,
             tabs=tabs,
             new_downloads=list(new_downloads),
             snapshot=text,
             snapshot_kind=kind,
         )
+
+
+def _page_change(kind: str, snapshot: str) -> str:
+    if kind == "none" or snapshot == "(unchanged)":
+        return "nothing visible changed"
+    return "the page changed (see the snapshot)"
 
 
 def _against_last(last: str | None, new: str) -> tuple[str, Literal["full", "diff"]]:
