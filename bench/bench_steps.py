@@ -167,14 +167,15 @@ def news_page() -> str:
 
 
 def synthetic_huge_page() -> str:
-    """A stand-in for stdtypes.html (about 700 kB of HTML, mostly text, code and links) when it is missing."""
+    """A stand-in for stdtypes.html when that is missing: text, code and links whose Playwright snapshot is
+    about as long as the real page's (~620k characters)."""
     rng = random.Random(3)
     words = ["value", "object", "method", "string", "sequence", "mapping", "return", "type", "integer", "list"]
     sections = []
-    for n in range(1, 221):
+    for n in range(1, 271):
         text = " ".join(rng.choice(words) for _ in range(90))
         links = " ".join(
-            f'<a href="#s{rng.randint(1, 220)}">{rng.choice(words)}.{rng.choice(words)}()</a>' for _ in range(5)
+            f'<a href="#s{rng.randint(1, 270)}">{rng.choice(words)}.{rng.choice(words)}()</a>' for _ in range(5)
         )
         sections.append(
             f"<section id=s{n}><h2>{n}. The {rng.choice(words)} {rng.choice(words)} type</h2>"
@@ -942,8 +943,8 @@ async def bench(args: argparse.Namespace, site: Site, settings: Settings) -> Res
     return results
 
 
-def _ratio(ours: float | None, theirs: float | None) -> float | None:
-    return round(ours / theirs, 2) if ours is not None and theirs else None
+def _ratio(ours: float | None, theirs: float | None, digits: int = 2) -> float | None:
+    return round(ours / theirs, digits) if ours is not None and theirs else None
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -978,7 +979,7 @@ def report(results: Results) -> dict[str, Any]:
           f"{'ours<=maxChars':>16}{'viewport refs ours':>20}{'theirs':>8}")  # fmt: skip
     for row in results.sizes:
         o, t = row.get("ours"), row["playwright-mcp"]
-        row["ratio"] = _ratio(o["reply_bytes"] if o else None, t["reply_bytes"])
+        row["ratio"] = _ratio(o["reply_bytes"] if o else None, t["reply_bytes"], 3)
         ours_bytes = str(o["reply_bytes"]) if o else "n/a"
         within = str(o["within_max_chars"]) if o else "n/a"
         print(
@@ -1025,14 +1026,10 @@ def report(results: Results) -> dict[str, Any]:
     }
 
 
-async def run(args: argparse.Namespace) -> int:
-    started = time.perf_counter()
+async def run(
+    args: argparse.Namespace, started: float, pw_mcp_version: str, miniwob_html: Path, stdtypes: Path | None
+) -> int:
     settings = Settings()
-    pw_mcp_version = ensure_playwright_mcp()
-    miniwob_html = ensure_miniwob()
-    stdtypes = find_stdtypes()
-    if stdtypes is None:
-        print(f"NOTE: no {STDTYPES_GLOB}; using a synthetic huge page. For the real one: {STDTYPES_HINT}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with serve_pages(miniwob_html, stdtypes) as site:
         results = await bench(args, site, settings)
@@ -1042,7 +1039,7 @@ async def run(args: argparse.Namespace) -> int:
         "playwright_mcp": pw_mcp_version,
         "playwright_mcp_flags": "--executable-path --headless --isolated --no-sandbox --viewport-size --output-dir",
         "no_settle_flags": "the same + --timeout-settle 0",
-        "chromium": str(CHROMIUM),
+        "chromium": (await anyio.run_process([str(CHROMIUM), "--version"])).stdout.decode().strip(),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "runs": args.runs,
@@ -1078,9 +1075,15 @@ def main() -> int:
     args = parser.parse_args()
     if args.runs < 1 or args.episodes < 1:
         parser.error("--runs and --episodes must be at least 1")
+    started = time.perf_counter()
+    pw_mcp_version = ensure_playwright_mcp()
+    miniwob_html = ensure_miniwob()
+    stdtypes = find_stdtypes()
+    if stdtypes is None:
+        print(f"NOTE: no {STDTYPES_GLOB}; using a synthetic huge page. For the real one: {STDTYPES_HINT}")
     status = 2
     try:
-        status = anyio.run(run, args)
+        status = anyio.run(run, args, started, pw_mcp_version, miniwob_html, stdtypes)
     except* (StepError, BrokenBenchError) as group:  # the bench's own failures: one line each, no traceback
         for error in _leaves(group):
             print(f"FAILED: {error}", file=sys.stderr)

@@ -22,7 +22,7 @@ from browser_sessions.backends.local.secrets import SecretVault
 from browser_sessions.backends.local.tasks import TaskRecord
 from browser_sessions.errors import DomainBlocked, NavigationFailed
 
-POPUP_GRACE = 0.1  # seconds after an action for a window.open() to surface as a page
+POPUP_GRACE = 0.05  # seconds after an action for a window.open() to surface as a page
 
 
 @dataclass(frozen=True)
