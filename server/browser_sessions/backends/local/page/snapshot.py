@@ -93,6 +93,22 @@ class Snapshot:
         return whole if len(whole) <= max_chars else around(lines, head, len(whole), self._viewport_height, max_chars)
 
 
+def _in_prose(n: Any) -> bool:
+    return n["k"] == "t" or (n["k"] == "e" and n.get("role") == "link" and not n.get("c") and bool(n.get("n")))
+
+
+def _runs(nodes: list[Any]) -> list[list[Any]]:
+    """Nodes grouped so that text and the plain links in its flow form one run (a paragraph)."""
+    runs: list[list[Any]] = []
+    for n in nodes:
+        last = runs[-1][-1] if runs else None
+        if last is not None and n.get("il") and _in_prose(n) and _in_prose(last) and {n["k"], last["k"]} == {"t", "e"}:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    return runs
+
+
 def _label(role: str, name: str, ref: str | None) -> str:
     return role + (f" {_quote(name)}" if name else "") + (f" [{ref}]" if ref else "")
 
@@ -165,7 +181,11 @@ class _Build:
         return len(self.lines) - 1
 
     def nodes(self, nodes: list[Any], depth: int, up: int, at: _Where) -> None:
-        for n in nodes:
+        for run in _runs(nodes):
+            if len(run) > 1:  # running text with links in it reads as one line: "... see story 1 [e8]. ..."
+                self.prose(run, depth, up, at)
+                continue
+            n = run[0]
             kind, role = n["k"], n.get("role")
             if kind in ("t", "i"):
                 full = self.redact(n["t"] if kind == "t" else n["n"])
@@ -193,6 +213,22 @@ class _Build:
                     cells = [self.inline(cell["c"], at) for cell in row["c"]]
                     text = "row: " + " | ".join(c[0] for c in cells)
                     self.add(depth + 1, text, text, row, at, line, refs=tuple(r for c in cells for r in c[1]))
+
+    def prose(self, run: list[Any], depth: int, up: int, at: _Where) -> None:
+        parts, refs, full = [], [], []
+        for n in run:
+            if n["k"] == "t":
+                text = self.redact(n["t"])
+                parts.append(_cut(text))
+                full.append(text)
+            else:
+                name = self.redact(n["n"])
+                label, ref = self.element(n, at, hide_name=True)
+                parts.append(f"{_cut(name)} [{ref}]" if name else label)
+                full.append(name)
+                refs.append(ref)
+        text = "text: " + " ".join(parts)
+        self.add(depth, text, text, run[0], at, up, refs=tuple(refs), full=" ".join(full))
 
     def inline(self, nodes: list[Any], at: _Where, same: str = "") -> tuple[str, tuple[str, ...]]:
         """Nodes as one line; an element named `same` (its heading's name) is shown without its name."""

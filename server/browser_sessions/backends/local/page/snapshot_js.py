@@ -8,6 +8,7 @@ a large object graph) of ``{title, vh, vw, idx, next, nodes}``. ``idx`` is the f
 Nodes, each with its box relative to the frame's viewport (``y``, ``h``) and ``v`` = intersects the viewport:
 
 - ``{k:'t', t}`` a run of text (inline content merged, whitespace collapsed);
+  any node with ``il`` continues the inline flow of the node before it (text and links of one paragraph);
 - ``{k:'i', n}`` an image with alt text (or a titled svg);
 - ``{k:'e', r, role, n, ni?, val?, chk?, dis?, exp?, c?}`` an actionable element; ``ni`` says the name was taken
   from the element's content, which stays in ``c`` because it holds other structure;
@@ -129,7 +130,7 @@ SNAPSHOT_JS = r"""(floor) => {
     if (acc.open && last && last.k === 't') {
       if (last.t.length <= MAXT) last.t += t;
       if (!last.v) last.v = place(rect).v;
-    } else { acc.push({k: 't', t, ...place(rect)}); acc.open = true; }
+    } else { acc.push({k: 't', t, ...place(rect), ...(acc.flow ? {il: 1} : {})}); acc.open = acc.flow = true; }
   };
 
   // ctl: the hidden control a label stands for; leaf: the name of an element whose inside is not walked (img, svg).
@@ -254,11 +255,14 @@ SNAPSHOT_JS = r"""(floor) => {
     const role = raw === 'presentation' || raw === 'none' ? '' : raw;
     const sub = {vis, quiet: ctx.quiet, act: ctx.act, ptr: s.cursor === 'pointer' && tag !== 'body' && tag !== 'html',
       rect: contents ? ctx.rect : r};
-    if (!inline) acc.open = false;
+    if (!inline) acc.open = acc.flow = false;
     const node = vis ? semantic(e, tag, role, s, ctx, sub, r, sized) : null;
     if (node === null && tag !== 'svg') for (const k of kids(e)) visit(k, sub, acc);
-    else if (node !== SKIPPED) { acc.push(node); acc.open = false; }
-    if (!inline) acc.open = false;
+    else if (node !== SKIPPED) {
+      if (inline && acc.flow) node.il = 1;  // part of the text around it (a link inside a paragraph)
+      acc.push(node); acc.open = false; acc.flow = inline;
+    }
+    if (!inline) acc.open = acc.flow = false;
   };
 
   let idx = -1;
