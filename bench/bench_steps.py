@@ -757,12 +757,20 @@ def coverage(state: str, ref_re: re.Pattern[str], elements: list[dict[str, str]]
     squeeze = partial(re.sub, r"\s+", "")
     lines = nodes(state, ref_re)
     texts = [(squeeze(n.name), squeeze(line_text(n.line))) for n in lines]
+    # our running-text lines carry links inline: "... see story 1 [e8]. ..." (the text before each ref names it)
+    inline = [
+        squeeze(segment)
+        for line in state.splitlines()
+        if line.lstrip().startswith("- text:")
+        for segment in re.split(r"\[f?\d*e\d+\]", line)[:-1]
+    ]
     named = Counter(squeeze(e["name"])[:NAME_PREFIX] for e in elements if e["name"])
     unnamed = Counter(e["role"] for e in elements if not e["name"])
     found = 0
     missing: list[str] = []
     for prefix, want in named.items():
         have = sum(1 for pair in texts if any(_names(prefix, text) for text in pair))
+        have += sum(1 for segment in inline if segment.endswith(prefix) or prefix in segment[-2 * NAME_PREFIX :])
         found += min(want, have)
         if have < want:
             missing.append(f"{prefix!r} x{want - have}")

@@ -93,6 +93,9 @@ class Snapshot:
         return whole if len(whole) <= max_chars else around(lines, head, len(whole), self._viewport_height, max_chars)
 
 
+_TIGHT = re.compile(r"\] ([).,;:!?])")  # "story 1 [e8] )." -> "story 1 [e8])."
+
+
 def _in_prose(n: Any) -> bool:
     return n["k"] == "t" or (n["k"] == "e" and n.get("role") == "link" and not n.get("c") and bool(n.get("n")))
 
@@ -227,7 +230,7 @@ class _Build:
                 parts.append(f"{_cut(name)} [{ref}]" if name else label)
                 full.append(name)
                 refs.append(ref)
-        text = "text: " + " ".join(parts)
+        text = "text: " + _TIGHT.sub(r"]\1", " ".join(parts))
         self.add(depth, text, text, run[0], at, up, refs=tuple(refs), full=" ".join(full))
 
     def inline(self, nodes: list[Any], at: _Where, same: str = "") -> tuple[str, tuple[str, ...]]:
