@@ -46,6 +46,8 @@ Delete</button><p id="answer"></p>
 <label>Attachment <input type="file" name="attachment"
   onchange="document.getElementById('file').textContent = 'chosen: ' + this.files[0].name"></label><p id="file"></p>
 <button onclick="window.open('/table')">Open prices</button>
+<div style="position: relative"><button>Covered</button>
+<div style="position: absolute; inset: 0; background: white">cover</div></div>
 <div id="host"></div>
 <iframe title="same" src="/frame"></iframe>
 <iframe title="other" src="" id="other"></iframe>

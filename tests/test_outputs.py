@@ -150,6 +150,17 @@ async def test_a_missing_element_fails_naming_the_line_and_the_options(site: Sit
         assert "Order now" in message
 
 
+async def test_an_element_that_cannot_be_clicked_fails_the_task_not_the_session(site: Site) -> None:
+    async with connect() as client:
+        sid = (await call(client, "start_session"))["sessionId"]
+        result = await call(
+            client, "send_task", sessionId=sid, taskDetails=f'go to {site.url("/steps")}\nclick "Covered"'
+        )
+        assert result["status"] == "failed"
+        assert result["error"]["message"].startswith("Line 2 ('click \"Covered\"'): click failed")
+        assert (await call(client, "get_session", sessionId=sid))["status"] == "Active"
+
+
 async def test_free_text_needs_a_model_and_a_bad_line_is_named(site: Site) -> None:
     async with connect() as client:
         free = await call(client, "run_task", taskDetails="find the cheapest keyboard on the site")

@@ -179,6 +179,10 @@ async def test_stale_refs_and_bad_arguments_say_what_to_do(site: Site) -> None:
             ({"action": "click", "ref": "not a ref"}, "ref"),
             ({"action": "wait"}, "exactly one of text or seconds"),
         ]
+        await act(client, sid, "navigate", url=site.url("/steps"))
+        covered = (await refs(client, sid))["Covered"]
+        blocked = await call_error(client, "browser_act", sessionId=sid, action="click", ref=covered)
+        assert "click failed" in blocked and "intercepts pointer events" in blocked
         for arguments, fragment in cases:
             error = await call_error(client, "browser_act", sessionId=sid, **arguments)
             assert fragment in error, (arguments, error)

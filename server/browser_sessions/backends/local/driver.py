@@ -20,7 +20,7 @@ from playwright.async_api import Page
 from browser_sessions.backends.local.policy import DomainPolicy
 from browser_sessions.backends.local.secrets import SecretVault
 from browser_sessions.backends.local.tasks import TaskRecord
-from browser_sessions.errors import DomainBlocked, NavigationFailed
+from browser_sessions.errors import BrowserSessionsError, DomainBlocked, NavigationFailed
 
 POPUP_GRACE = 0.05  # seconds after an action for a window.open() to surface as a page
 
@@ -94,10 +94,14 @@ class Driver:
         """Run ``action``, but stop waiting for it when it opens a dialog that waits for the caller (the page
         is frozen until the dialog is answered; the action then completes on its own). True if one opened."""
         opened = self._session.browser.dialog_opened
+        failed: list[BrowserSessionsError] = []
         async with anyio.create_task_group() as group:
 
             async def act() -> None:
-                await action
+                try:
+                    await action
+                except BrowserSessionsError as exc:  # raised below as itself, not inside an ExceptionGroup
+                    failed.append(exc)
                 group.cancel_scope.cancel()
 
             async def watch() -> None:
@@ -106,6 +110,8 @@ class Driver:
 
             group.start_soon(act)
             group.start_soon(watch)
+        if failed:
+            raise failed[0]
         return opened.is_set()
 
     async def settle(self) -> None:

@@ -3,6 +3,7 @@ maxDuration (a cancel scope whose deadline pauses do not consume), output buildi
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import anyio
@@ -16,6 +17,8 @@ from browser_sessions.errors import TaskFailure, TaskTimeout
 
 if TYPE_CHECKING:
     from browser_sessions.backends.local.session import LocalSession
+
+logger = logging.getLogger("browser_sessions.tasks")
 
 
 async def execute_task(session: LocalSession, task: TaskRecord) -> None:
@@ -45,6 +48,9 @@ async def execute_task(session: LocalSession, task: TaskRecord) -> None:
             task.complete(session.redact(output))
         except TaskFailure as exc:
             failure = exc
+        except Exception:  # a bug must fail this task, not the session or the server
+            logger.exception("task %s of session %s crashed", task.task_id, session.id)
+            failure = TaskFailure("The task hit an internal error (logged on the server); the session is still usable.")
     task.scope = None
     if task.settled:
         return

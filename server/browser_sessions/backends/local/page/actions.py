@@ -19,12 +19,21 @@ Direction = Literal["up", "down", "left", "right"]
 T = TypeVar("T")
 
 
+_WHY = ("intercepts pointer events", "is not visible", "is not enabled", "is not stable", "not attached", "outside")
+
+
+def _reason(message: str) -> str:
+    """The first line of a Playwright error, plus the call-log line that says why it waited in vain."""
+    lines = message.splitlines() or ["(no message)"]
+    why = [line.strip(" -") for line in lines[1:] if any(mark in line for mark in _WHY)]
+    return lines[0] + (f" ({why[-1]}; take a fresh snapshot or try another element)" if why else "")
+
+
 async def _do(what: str, action: Awaitable[T]) -> T:
     try:
         return await action
     except PlaywrightError as exc:
-        first = exc.message.splitlines()[0] if exc.message else type(exc).__name__
-        raise TaskFailure(f"{what} failed: {first}") from exc
+        raise TaskFailure(f"{what} failed: {_reason(exc.message)}") from exc
 
 
 async def click(driver: Driver, target: Locator) -> None:
