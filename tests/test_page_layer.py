@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import anyio
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from browser_sessions.backends.local.page.extract import Table, extract_table, page_markdown
 from browser_sessions.backends.local.page.locate import Intent, candidate_names, locate, wait_for_text
 from browser_sessions.errors import ElementNotFound
+from tests.raw_browser import PageServer, raw_chromium, serve_pages
 
 # Every Playwright call in a test is bounded by this, on top of the page layer's own timeouts.
 TEST_SECONDS = 20
@@ -24,58 +22,16 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-class Site:
-    """Pages served on 127.0.0.1 so links resolve to real absolute URLs and iframes share an origin."""
-
-    def __init__(self) -> None:
-        pages: dict[str, str] = {}
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = pages.get(self.path)
-                self.send_response(200 if body is not None else 404)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.end_headers()
-                self.wfile.write((body or "not found").encode())
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.pages = pages
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def add(self, path: str, html: str) -> str:
-        self.pages[path] = html
-        return self.base + path
-
-
 @pytest.fixture(scope="module")
-def site() -> Iterator[Site]:
-    served = Site()
-    served.thread.start()
-    yield served
-    served.server.shutdown()
-    served.server.server_close()
-    served.thread.join(timeout=5)
+def site() -> Iterator[PageServer]:
+    with serve_pages() as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
 async def browser(anyio_backend: str) -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=os.environ.get("BROWSER_SESSIONS_BROWSER_PATH", "/usr/bin/chromium"),
-            args=[
-                "--no-sandbox",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-                "--disable-sync",
-            ],
-        )
+    async with raw_chromium() as launched:
         yield launched
-        await launched.close()
 
 
 @pytest.fixture
@@ -205,7 +161,7 @@ async def test_waits_boundedly_for_late_elements_and_text(page: Page) -> None:
 
 
 @pytest.mark.anyio
-async def test_iframe_and_shadow_content_are_found(page: Page, site: Site) -> None:
+async def test_iframe_and_shadow_content_are_found(page: Page, site: PageServer) -> None:
     site.add("/inner", "<label>Card number <input id=card></label><button onclick='done=1'>Pay now</button>")
     url = site.add(
         "/outer",
@@ -223,7 +179,7 @@ async def test_iframe_and_shadow_content_are_found(page: Page, site: Site) -> No
 
 
 @pytest.mark.anyio
-async def test_cross_origin_frames_are_not_searched_and_navigation_is_survived(page: Page, site: Site) -> None:
+async def test_cross_origin_frames_are_not_searched_and_navigation_is_survived(page: Page, site: PageServer) -> None:
     port = site.base.rsplit(":", 1)[1]
     site.add("/foreign", "<button>Foreign button</button>")
     site.add("/host", f"<iframe src='http://other.localhost:{port}/foreign'></iframe><p>Host page</p>")
@@ -261,7 +217,7 @@ CONTENT = """<!doctype html><html><head><title>Garden tools</title><style>.x { c
 
 
 @pytest.mark.anyio
-async def test_markdown_keeps_content_and_drops_hidden_script_and_values(page: Page, site: Site) -> None:
+async def test_markdown_keeps_content_and_drops_hidden_script_and_values(page: Page, site: PageServer) -> None:
     await page.goto(site.add("/tools/", CONTENT))
     text = await page_markdown(page)
     assert text.startswith("# Garden tools\n")

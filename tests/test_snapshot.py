@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import re
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import anyio
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from browser_sessions.backends.local.page.snapshot import Snapshot, StaleRef, resolve_ref, take_snapshot
 from browser_sessions.errors import InvalidInput
+from tests.raw_browser import PageServer, raw_chromium, serve_pages
 
 pytestmark = pytest.mark.anyio
 
@@ -37,57 +35,21 @@ ORDER_FORM = """<title>Shop</title>
 <tbody><tr><td><a href="#kb">Keyboard</a></td><td>$12.50</td></tr></tbody></table></main>"""
 
 
-class Site:
-    """Pages on 127.0.0.1 answering for any host name, so ``a.localhost`` and ``b.localhost`` are two origins."""
-
-    def __init__(self) -> None:
-        pages: dict[str, str] = {}
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = pages.get(self.path)
-                self.send_response(200 if body is not None else 404)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.end_headers()
-                self.wfile.write((body or "not found").encode())
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.pages = pages
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def add(self, path: str, html: str, host: str = "127.0.0.1") -> str:
-        self.pages[path] = html
-        return f"http://{host}:{self.port}{path}"
-
-
 @pytest.fixture(scope="module")
 def anyio_backend() -> str:
     return "asyncio"
 
 
 @pytest.fixture(scope="module")
-def site() -> Iterator[Site]:
-    served = Site()
-    served.thread.start()
-    yield served
-    served.server.shutdown()
-    served.server.server_close()
-    served.thread.join(timeout=5)
+def site() -> Iterator[PageServer]:
+    with serve_pages() as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
 async def browser(anyio_backend: str) -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=os.environ.get("BROWSER_SESSIONS_BROWSER_PATH", "/usr/bin/chromium"),
-            args=["--no-sandbox", "--disable-background-networking", "--no-first-run", "--disable-sync"],
-        )
+    async with raw_chromium() as launched:
         yield launched
-        await launched.close()
 
 
 @pytest.fixture
@@ -137,7 +99,7 @@ async def test_roles_names_values_and_states(page: Page) -> None:
     assert snap.element("e999") is None
 
 
-async def test_every_page_string_goes_through_redact(page: Page, site: Site) -> None:
+async def test_every_page_string_goes_through_redact(page: Page, site: PageServer) -> None:
     # A long run is cut after redaction, so a secret across the cut does not leave half of itself behind.
     long_run = "<p>" + "x" * 290 + " Ada Lovelace</p>"
     url = site.add("/secret-Ada", ORDER_FORM.replace("<title>Shop", "<title>Shop Ada") + long_run)
@@ -168,7 +130,7 @@ async def test_handler_only_and_pointer_elements_get_refs_that_click(page: Page)
         assert await page.evaluate("window.hits") == ["span", "card"]
 
 
-async def test_same_and_cross_origin_iframes_get_frame_refs_that_click(page: Page, site: Site) -> None:
+async def test_same_and_cross_origin_iframes_get_frame_refs_that_click(page: Page, site: PageServer) -> None:
     inner = site.add(
         "/inner",
         """<title>Pay</title><label>Card number <input></label>
@@ -282,7 +244,7 @@ async def test_hidden_content_is_absent(page: Page) -> None:
     assert [e.name for e in snap.elements] == ["Open me"]
 
 
-async def test_refs_are_stable_and_removed_elements_go_stale(page: Page, site: Site) -> None:
+async def test_refs_are_stable_and_removed_elements_go_stale(page: Page, site: PageServer) -> None:
     with anyio.fail_after(TEST_SECONDS):
         await page.set_content(ORDER_FORM)
         first = await take_snapshot(page)
