@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -39,6 +38,7 @@ from browser_sessions.backends.local.browser import launch
 from browser_sessions.demo_site import serve_demo_site
 from browser_sessions.mcp.server import build_server
 from browser_sessions.settings import Settings
+from timing import Series
 
 RESULTS = Path(__file__).parent / "results" / "lifecycle.json"
 WARMUP = 2  # untimed rounds first (first context, first navigation, cold code paths)
@@ -56,25 +56,6 @@ class Op:
     name: str
     timed: Callable[[], Awaitable[Any]]
     after: Callable[[Any], Awaitable[None]] | None = None
-
-
-@dataclass(frozen=True)
-class Series:
-    name: str
-    samples_ms: list[float]
-
-    def quantile(self, q: int) -> float:
-        if len(self.samples_ms) == 1:
-            return self.samples_ms[0]
-        return statistics.quantiles(self.samples_ms, n=100, method="inclusive")[q - 1]
-
-    @property
-    def p50(self) -> float:
-        return self.quantile(50)
-
-    @property
-    def p95(self) -> float:
-        return self.quantile(95)
 
 
 async def measure_interleaved(ops: list[Op], runs: int) -> dict[str, Series]:

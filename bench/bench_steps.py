@@ -31,7 +31,6 @@ import platform
 import random
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,6 +52,7 @@ from playwright.async_api import async_playwright
 from browser_sessions import __version__
 from browser_sessions.backends.local.browser import launch
 from browser_sessions.settings import Settings
+from timing import Series
 
 BENCH = Path(__file__).parent
 RESULTS = BENCH / "results" / "steps.json"
@@ -535,17 +535,6 @@ def flat_text(state: str) -> str:
 
 
 @dataclass(frozen=True)
-class Series:
-    name: str
-    samples_ms: list[float]
-
-    def quantile(self, q: int) -> float:
-        if len(self.samples_ms) == 1:
-            return self.samples_ms[0]
-        return statistics.quantiles(self.samples_ms, n=100, method="inclusive")[q - 1]
-
-
-@dataclass(frozen=True)
 class Op:
     """One timed step; ``after`` runs untimed (finding the next ref)."""
 
@@ -969,13 +958,13 @@ def report(results: Results) -> dict[str, Any]:
     series = results.series
     print(f"\n{'1. step latency':<56}{'n':>4}{'p50 ms':>9}{'p95 ms':>9}")
     for s in sorted(series.values(), key=lambda s: (s.name.split(": ")[1].split("(")[-1], s.name)):
-        print(f"  {s.name:<54}{len(s.samples_ms):>4}{s.quantile(50):>9.1f}{s.quantile(95):>9.1f}")
+        print(f"  {s.name:<54}{len(s.samples_ms):>4}{s.p50:>9.1f}{s.p95:>9.1f}")
     ratios = []
     print(f"\n  {'ratio ours / playwright-mcp':<76}{'p50':>6}{'p95':>6}")
     for ours, theirs, headline in LATENCY_PAIRS:
         o, t = series.get(ours), series.get(theirs)
-        r50 = _ratio(o.quantile(50) if o else None, t.quantile(50) if t else None)
-        r95 = _ratio(o.quantile(95) if o else None, t.quantile(95) if t else None)
+        r50 = _ratio(o.p50 if o else None, t.p50 if t else None)
+        r95 = _ratio(o.p95 if o else None, t.p95 if t else None)
         ratios.append({"ours": ours, "anchor": theirs, "headline": headline, "p50": r50, "p95": r95})
         label = f"{ours.removeprefix('ours: ')}  /  {theirs.removeprefix('playwright-mcp: ')}"
         mark = f"  <- {headline}" if headline else ""
@@ -1021,8 +1010,8 @@ def report(results: Results) -> dict[str, Any]:
             {
                 "metric": s.name,
                 "n": len(s.samples_ms),
-                "p50_ms": round(s.quantile(50), 2),
-                "p95_ms": round(s.quantile(95), 2),
+                "p50_ms": round(s.p50, 2),
+                "p95_ms": round(s.p95, 2),
             }
             for s in series.values()
         ],

@@ -12,14 +12,12 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from browser_sessions.mcp.app_state import app
-from browser_sessions.mcp.params import SessionId
+from browser_sessions.mcp.params import SessionId, from_arguments
 from browser_sessions.mcp.registry import ToolDeclaration
 from browser_sessions.step_models import ActionName, ActRequest, ActResult, ScreenshotResult, SnapshotResult
 
 MaxChars = Annotated[int, Field(ge=500, le=200_000, description="Budget for the returned page state, in characters.")]
 Ref = Annotated[str | None, Field(max_length=32, description='An element ref from the snapshot, e.g. "e12" or "f1e3".')]
-
-_ACT_FIELDS = frozenset(field.alias or name for name, field in ActRequest.model_fields.items())
 
 
 async def browser_snapshot(
@@ -65,7 +63,7 @@ async def browser_act(
     check(ref, checked), press(key), hover(ref), scroll(ref | direction), back, forward, wait(text | seconds),
     upload(ref, file), tab(tabAction list|switch|close, index), dialog(accept, text?). Returns what changed
     and the new page state (or only what changed)."""
-    request = ActRequest.model_validate({k: v for k, v in locals().items() if k in _ACT_FIELDS})
+    request = from_arguments(ActRequest, locals())
     return await app(ctx).backend.step_act(sessionId, request, max_chars=maxChars)
 
 

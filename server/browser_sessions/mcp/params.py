@@ -5,11 +5,22 @@ Limits mirror ``models.TaskSpec``, which validates them again when the spec is b
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from browser_sessions.models import OutputType, SecretSpec, TaskSpec
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def from_arguments(model: type[M], arguments: Mapping[str, Any]) -> M:
+    """The ``model`` among a tool's arguments (its parameters carry the model's wire names); the model
+    validates them again, with the checks that span fields."""
+    names = {field.alias or name for name, field in model.model_fields.items()}
+    return model.model_validate({k: v for k, v in arguments.items() if k in names})
+
 
 SessionId = Annotated[str, Field(min_length=1, max_length=64, description="The session's id from start_session.")]
 TaskId = Annotated[str, Field(min_length=1, max_length=64, description="The task's id from send_task or run_task.")]

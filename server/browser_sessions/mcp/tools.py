@@ -31,6 +31,7 @@ from browser_sessions.mcp.params import (
     TaskId,
     TerminateOnCompletion,
     WaitSeconds,
+    from_arguments,
 )
 from browser_sessions.mcp.registry import ToolDeclaration
 from browser_sessions.models import (
@@ -51,14 +52,6 @@ async def _wait(ctx: Context[Any], backend: Backend, task: TaskResult, wait_seco
         await ctx.report_progress(step.n, None, f"step {step.n}: {step.action}")
 
     return await backend.wait_task(task.session_id, task.task_id, wait_seconds, progress)
-
-
-_TASK_FIELDS = frozenset(field.alias or name for name, field in TaskSpec.model_fields.items())
-
-
-def _task_spec(arguments: dict[str, Any]) -> TaskSpec:
-    """The TaskSpec among a tool's arguments (the tool's parameters use the spec's wire names)."""
-    return TaskSpec.model_validate({k: v for k, v in arguments.items() if k in _TASK_FIELDS})
 
 
 async def start_session(
@@ -95,7 +88,7 @@ async def run_task(
 ) -> TaskResult:
     """Run one task in a fresh session that ends when the task ends; returns the result, or the running
     state after waitSeconds (then poll get_task or subscribe to the task's resource)."""
-    spec = _task_spec({**locals(), "terminateOnCompletion": True})
+    spec = from_arguments(TaskSpec, {**locals(), "terminateOnCompletion": True})
     backend = app(ctx).backend
     return await _wait(ctx, backend, await backend.run_task(spec, profileId), waitSeconds)
 
@@ -116,7 +109,7 @@ async def send_task(
     waitSeconds: WaitSeconds = 50,
 ) -> TaskResult:
     """Queue a task in a live session (tasks run one at a time, in order) and wait up to waitSeconds."""
-    spec = _task_spec(locals())
+    spec = from_arguments(TaskSpec, locals())
     backend = app(ctx).backend
     return await _wait(ctx, backend, await backend.send_task(sessionId, spec), waitSeconds)
 

@@ -116,10 +116,12 @@ class SessionBrowser:
             self.title = None
         self._on_change()
 
-    async def screenshot(self) -> bytes:
+    async def screenshot(self, *, full_page: bool = False) -> bytes:
+        """PNG of the active tab's viewport (or whole page)."""
         page = await self.current_page()
         try:
-            return await page.screenshot(type="png", timeout=self.settings.navigation_timeout * 1000)
+            timeout = self.settings.navigation_timeout * 1000
+            return await page.screenshot(type="png", full_page=full_page, timeout=timeout)
         except PlaywrightError as exc:
             raise BrowserLost(f"Could not take a screenshot: {exc.message.splitlines()[0]}") from exc
 

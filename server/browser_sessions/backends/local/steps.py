@@ -194,11 +194,11 @@ async def _perform(session: LocalSession, driver: Driver, request: ActRequest) -
 
 async def screenshot(session: LocalSession, *, full_page: bool, ref: str | None) -> bytes:
     async with manual(session) as driver:
-        page = await driver.page()
+        if ref is None:
+            return await session.browser.screenshot(full_page=full_page)
+        target = await resolve_ref(await driver.page(), ref)
         try:
-            if ref is not None:
-                return await (await resolve_ref(page, ref)).screenshot(timeout=driver.step_timeout * 1000)
-            return await page.screenshot(full_page=full_page, timeout=driver.navigation_timeout * 1000)
+            return await target.screenshot(timeout=driver.step_timeout * 1000)
         except PlaywrightError as exc:
             raise TaskFailure(f"screenshot failed: {exc.message.splitlines()[0]}") from exc
 

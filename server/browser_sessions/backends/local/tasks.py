@@ -108,8 +108,8 @@ class TaskRecord:
             self.fail(reason.code, reason.message)
 
     def to_result(self, queue_position: int | None = None) -> TaskResult:
-        running = self._active_since is not None
-        active = self.active_seconds + (time.monotonic() - self._active_since if running and self._active_since else 0)
+        since = self._active_since
+        active = self.active_seconds + (time.monotonic() - since if since is not None else 0.0)
         return TaskResult(
             session_id=self.session_id,
             task_id=self.task_id,
