@@ -119,6 +119,7 @@ async def test_a_popup_becomes_a_tab(site: Site) -> None:
         assert any("new tab" in change for change in opened["changes"])
         switched = await act(client, sid, "tab", tabAction="switch", index=0)
         assert switched["url"].startswith(site.url("/steps"))
+        assert (await call(client, "get_session", sessionId=sid))["currentUrl"] == switched["url"]
         closed = await act(client, sid, "tab", tabAction="close", index=1)
         assert len(closed["tabs"]) == 1
         error = await call_error(client, "browser_act", sessionId=sid, action="tab", tabAction="switch", index=5)

@@ -93,14 +93,18 @@ class SessionBrowser:
     def live_pages(self) -> list[Page]:
         return [page for page in self.pages if not page.is_closed()]
 
+    def active_page(self) -> Page | None:
+        """The active tab (the newest one when the active tab was closed); None when no tab is open."""
+        if self.active is None or self.active.is_closed():
+            live = self.live_pages()
+            self.active = live[-1] if live else None
+        return self.active
+
     async def current_page(self) -> Page:
-        """The active tab (the newest one when the active tab was closed)."""
-        if self.active is not None and not self.active.is_closed():
-            return self.active
-        live = self.live_pages()
-        if live:
-            self.active = live[-1]
-            return self.active
+        """The active tab, opening one when the session has none."""
+        page = self.active_page()
+        if page is not None:
+            return page
         if self.context is None:
             raise BrowserLost("The session's browser is not connected; it is being restored.")
         page = await self.context.new_page()

@@ -18,7 +18,7 @@ def session_uri(session_id: str) -> str:
 
 
 def tab_infos(session: LocalSession) -> list[TabInfo]:
-    active = session.browser.active
+    active = session.browser.active_page()
     return [
         TabInfo(index=i, url=session.vault.redact(page.url), active=page is active)
         for i, page in enumerate(session.browser.live_pages())
@@ -30,7 +30,7 @@ def session_state(session: LocalSession) -> SessionState:
     tasks = list(session.tasks.values())
     deadline = session.idle_deadline()
     expires_at = None if deadline is None else now() + timedelta(seconds=max(0.0, deadline - time.monotonic()))
-    page = next((p for p in reversed(session.browser.pages) if not p.is_closed()), None)
+    page = session.browser.active_page()
     return SessionState(
         session_id=session.id,
         backend="local",
