@@ -35,14 +35,27 @@ DATA_DIR = tempfile.mkdtemp(prefix="browser-sessions-tests-")
 
 
 def make_settings(**overrides: Any) -> Settings:
-    base: dict[str, Any] = {"step_timeout": 2.0, "navigation_timeout": 10.0, "data_dir": DATA_DIR}
+    base: dict[str, Any] = {
+        "step_timeout": 2.0,
+        "navigation_timeout": 10.0,
+        "data_dir": DATA_DIR,
+        # no model unless a test configures one, whatever the machine's environment holds
+        "model": None,
+        "anthropic_api_key": None,
+        "openai_api_key": None,
+        "openai_base_url": None,
+    }
     return Settings(**{**base, **overrides})
 
 
 @asynccontextmanager
-async def connect(mode: str = "auto", **overrides: Any) -> AsyncIterator[Client]:
-    """An MCP client on a new server (its own engine and Chromium)."""
-    async with Client(build_server(make_settings(**overrides)), mode=mode) as client:  # type: ignore[arg-type]
+async def connect(
+    mode: str = "auto", *, callbacks: dict[str, Any] | None = None, **overrides: Any
+) -> AsyncIterator[Client]:
+    """An MCP client on a new server (its own engine and Chromium); ``callbacks`` are the client's
+    (``sampling_callback``, ``elicitation_callback``), whose presence declares the capabilities."""
+    server = build_server(make_settings(**overrides))
+    async with Client(server, mode=mode, **(callbacks or {})) as client:  # type: ignore[arg-type]
         yield client
 
 

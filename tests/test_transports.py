@@ -19,10 +19,11 @@ from mcp import Client, MCPDeprecationWarning, StdioServerParameters
 from mcp.client.session import IncomingMessage
 from mcp.client.sse import sse_client
 from mcp.client.subscriptions import ResourceUpdated
-from mcp.types import ResourceUpdatedNotification, TextResourceContents
+from mcp.types import CreateMessageRequestParams, ResourceUpdatedNotification, TextResourceContents
 
 from tests.conftest import MODES, call
 from tests.site import Site
+from tests.test_sampling import sampling
 
 pytestmark = pytest.mark.anyio
 
@@ -32,6 +33,7 @@ TOOL_NAMES = {
     "run_task",
     "send_task",
     "get_task",
+    "answer_guardrail",
     "get_session",
     "list_sessions",
     "terminate",
@@ -182,6 +184,21 @@ async def test_streamable_http_legacy_subscriber_hears_resource_updated(http_url
             with pytest.warns(MCPDeprecationWarning):
                 await client.unsubscribe_resource(uri)
             await call(client, "terminate", sessionId=sid)
+
+
+async def test_streamable_http_legacy_client_model_drives_a_task_after_the_call_returned(
+    http_url: str, site: Site
+) -> None:
+    received: list[CreateMessageRequestParams] = []
+    with anyio.fail_after(90):
+        async with Client(http_url, mode="legacy", **sampling(received)) as client:
+            task = await call(
+                client, "run_task", taskDetails="What does it cost?", startingPoint=site.url("/shop"), waitSeconds=0
+            )
+            ids = {"sessionId": task["sessionId"], "taskId": task["taskId"]}
+            done = await call(client, "get_task", **ids, waitSeconds=60)
+    assert done["status"] == "task_completed" and done["output"] == "It costs $49.99.", done
+    assert len(received) == 2
 
 
 async def test_streamable_http_modern_listener_hears_resource_updated(http_url: str, site: Site) -> None:

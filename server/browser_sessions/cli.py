@@ -15,7 +15,8 @@ from playwright.async_api import async_playwright
 
 from browser_sessions import __version__
 from browser_sessions.backends.local.browser import find_browser, launch
-from browser_sessions.errors import BrowserUnavailable
+from browser_sessions.backends.local.planners.models.choose import SAMPLING, chosen
+from browser_sessions.errors import BrowserUnavailable, InvalidInput
 from browser_sessions.settings import Settings
 
 
@@ -73,6 +74,11 @@ def serve(settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
+    try:
+        chosen(settings)
+    except InvalidInput as exc:
+        print(f"Cannot serve: {exc.message}", file=sys.stderr)
+        return 2
     server = build_server(settings)
     if settings.transport == "stdio":
         server.run("stdio")
@@ -88,6 +94,18 @@ async def _doctor(settings: Settings) -> int:
     print("settings (BROWSER_SESSIONS_*):")
     for name, value in settings.model_dump().items():
         print(f"  {name.upper():<20} {value}")
+    try:
+        model = chosen(settings)
+    except InvalidInput as exc:
+        print(f"model: NOT READY\n  {exc.message}", file=sys.stderr)
+        return 1
+    if model is None or model == SAMPLING:
+        print(
+            "model: none configured; free-text tasks use the MCP client's model (sampling) on handshake-era "
+            "connections that offer it, else fail with MODEL_REQUIRED (instruction lines need no model)"
+        )
+    else:
+        print(f"model: {model} (not called by doctor)")
     async with async_playwright() as playwright:
         try:
             found = find_browser(settings, playwright.chromium.executable_path)

@@ -24,10 +24,16 @@ turns these into tool errors. Task failures carry the same ``code`` in the task 
         ├── ElementNotFound             nothing on the page matches                 ELEMENT_NOT_FOUND
         ├── NavigationFailed            page did not load                           NAVIGATION_FAILED
         ├── OutputInvalid               output failed outputSchema                  OUTPUT_VALIDATION_FAILED
-        └── BrowserLost                 the browser went away mid-task             BROWSER_LOST
+        ├── BrowserLost                 the browser went away mid-task             BROWSER_LOST
+        ├── TokenBudgetExceeded         maxInputTokens / maxOutputTokens used up    TOKEN_BUDGET_EXCEEDED
+        ├── StepLimitReached            the agent used its step allowance          STEP_LIMIT_REACHED
+        └── ModelError                  the model could not be reached or refused   MODEL_ERROR
+                                        (planners/models/base.py)
 """
 
 from __future__ import annotations
+
+from pydantic import ValidationError
 
 
 class BrowserSessionsError(Exception):
@@ -125,3 +131,25 @@ class OutputInvalid(TaskFailure):
 
 class BrowserLost(TaskFailure):
     code = "BROWSER_LOST"
+
+
+class TokenBudgetExceeded(TaskFailure):
+    code = "TOKEN_BUDGET_EXCEEDED"
+
+
+class StepLimitReached(TaskFailure):
+    code = "STEP_LIMIT_REACHED"
+
+
+def describe_validation(error: ValidationError) -> str:
+    """One readable line per problem, without the offending input (it may hold secrets)."""
+    parts: list[str] = []
+    for item in error.errors(include_url=False, include_input=False, include_context=False):
+        where = ".".join(str(p) for p in item["loc"]) or "arguments"
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown field; remove it (the tool's input schema lists the fields it takes)"
+        elif item["type"] == "missing":
+            message = "required; add it"
+        parts.append(f"{where}: {message}")
+    return "Invalid arguments: " + "; ".join(parts) + ". Fix them and call again."

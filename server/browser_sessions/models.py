@@ -175,10 +175,22 @@ class Step(WireModel):
 
 
 class TaskUsage(WireModel):
-    duration_ms: int = Field(description="Wall time the task ran (queue and pauses excluded).")
+    duration_ms: int = Field(description="Wall time the task ran (queue, pauses and guardrail waits excluded).")
     steps: int
     input_tokens: int = 0
     output_tokens: int = 0
+    tokens_estimated: bool = Field(
+        default=False, description="True when the model source reported no usage and tokens were counted from text."
+    )
+    model_calls: int = 0
+    step_limit: int | None = Field(default=None, description="Model turns the task was allowed (model planner).")
+
+
+class Replay(WireModel):
+    """What a model-driven task did, as instruction lines that run again with no model."""
+
+    script: str | None = Field(description="Instruction lines (secrets as placeholders), or null if not replayable.")
+    notes: list[str] = Field(description="Steps left out or that could not be expressed, and why.")
 
 
 class SessionUsage(WireModel):
@@ -194,9 +206,16 @@ class TaskResult(WireModel):
     task_id: str
     status: TaskStatus
     planner: Planner | None = Field(default=None, description="Which planner ran the task.")
+    model: str | None = Field(default=None, description="provider:model (or sampling:<model>) that drove it.")
     output_type: OutputType
-    output: Any = Field(default=None, description="Text, a JSON value, or CSV text; null until completed.")
+    output: Any = Field(
+        default=None, description="Text, a JSON value, or CSV text; on failure, any partial output; else null."
+    )
     error: TaskError | None = None
+    guardrail: str | None = Field(
+        default=None, description="While status is guardrail_trigger: the question; answer with answer_guardrail."
+    )
+    replay: Replay | None = Field(default=None, description="Model-driven tasks: the same job as instruction lines.")
     usage: TaskUsage
     steps: list[Step]
     queue_position: int | None = Field(default=None, description="Tasks ahead of this one, while queued.")

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Transport = Literal["stdio", "sse", "streamable-http"]
@@ -24,7 +24,9 @@ def default_data_dir() -> Path:
 class Settings(BaseSettings):
     """Values a server runs with. Frozen: build a new one (``model_copy(update=...)``) to change it."""
 
-    model_config = SettingsConfigDict(env_prefix="BROWSER_SESSIONS_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="BROWSER_SESSIONS_", frozen=True, extra="ignore", validate_by_name=True, validate_by_alias=True
+    )
 
     browser_path: Path | None = Field(
         default=None, description="Chromium or Chrome executable; found automatically when unset."
@@ -57,6 +59,42 @@ class Settings(BaseSettings):
     port: int = Field(default=8931, ge=0, le=65535, description="Port for the HTTP transports.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Level of the server log on stderr."
+    )
+
+    model: str | None = Field(
+        default=None,
+        description="provider:model for free-text tasks (anthropic:..., openai:..., or sampling); "
+        "chosen automatically when unset.",
+    )
+    anthropic_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("anthropic_api_key", "ANTHROPIC_API_KEY")
+    )
+    anthropic_base_url: str = Field(
+        default="https://api.anthropic.com",
+        validation_alias=AliasChoices("anthropic_base_url", "ANTHROPIC_BASE_URL"),
+    )
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("openai_api_key", "OPENAI_API_KEY")
+    )
+    openai_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("openai_base_url", "OPENAI_BASE_URL")
+    )
+    model_timeout: float = Field(default=120.0, gt=0, description="Seconds one model call may take.")
+    model_retries: int = Field(
+        default=3, ge=0, le=10, description="Retries of a model call after 429, 5xx or a network error."
+    )
+    agent_max_steps: int = Field(
+        default=40, ge=1, le=500, description="Actions a model-driven task may take before it is stopped."
+    )
+    agent_snapshot_chars: int = Field(
+        default=6000, ge=500, le=100_000, description="Page snapshot budget per model turn, in characters."
+    )
+    agent_output_retries: int = Field(
+        default=2, ge=0, le=5, description="Times the model may fix an output that fails outputSchema."
+    )
+    guardrail_elicitation: bool = Field(
+        default=True,
+        description="Ask the user through MCP elicitation when a task needs human input and the client can.",
     )
 
     @property

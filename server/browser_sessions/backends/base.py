@@ -9,12 +9,26 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from browser_sessions.models import BackendName, SessionConfig, SessionStarted, SessionState, Step, TaskResult, TaskSpec
 from browser_sessions.step_models import ActRequest, ActResult, SnapshotFormat, SnapshotResult
 
+if TYPE_CHECKING:
+    from browser_sessions.backends.local.planners.models.base import ChatModel
+
 ControlAction = Literal["pause", "resume", "stop"]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """What a backend may use of the client that sends work: its own model, where its connection can
+    sample (free-text tasks fall back to it when the server has no model configured)."""
+
+    sampling: ChatModel | None = None
+
+
+NO_CALLER = Caller()
 
 
 @dataclass(frozen=True)
@@ -45,16 +59,21 @@ class Backend(Protocol):
         """Call ``listener`` (synchronously, never blocking) for every change of a session or task."""
         ...
 
-    async def start_session(self, config: SessionConfig) -> SessionStarted:
+    async def start_session(self, config: SessionConfig, caller: Caller = NO_CALLER) -> SessionStarted:
         """Create a session and return once it is Active (or Failed); queue ``initialTask`` if it has text."""
         ...
 
-    async def run_task(self, spec: TaskSpec, profile_id: str | None) -> TaskResult:
+    async def run_task(self, spec: TaskSpec, profile_id: str | None, caller: Caller = NO_CALLER) -> TaskResult:
         """A one-shot session for ``spec``; it ends when the task ends. Returns the queued task."""
         ...
 
-    async def send_task(self, session_id: str, spec: TaskSpec) -> TaskResult:
+    async def send_task(self, session_id: str, spec: TaskSpec, caller: Caller = NO_CALLER) -> TaskResult:
         """Queue a task; tasks of a session run one at a time in the order sent."""
+        ...
+
+    async def answer_guardrail(self, session_id: str, task_id: str, response: str, resume: bool) -> TaskResult:
+        """Answer the question of a task in ``guardrail_trigger``: it continues with ``response``, or stops
+        (``resume=False``). Returns the task's state right after."""
         ...
 
     async def wait_task(

@@ -29,9 +29,10 @@ TaskDetails = Annotated[
     Field(
         min_length=1,
         max_length=20_000,
-        description='Instruction lines (go to <url>; click "<name>"; type "<text>" into "<field>"; '
-        'select "<option>" in "<field>"; check "<name>"; press <Key>; wait for "<text>"; extract text; '
-        'extract table ["<caption>"]). Secrets as {{secret.NAME}}.',
+        description="What to do, in free text (needs a model), or as instruction lines that run with no model "
+        '(go to <url>; click "<name>"; type "<text>" into "<field>"; select "<option>" in "<field>"; '
+        'check "<name>"; press <Key>; wait for "<text>"; extract text; extract table ["<caption>"]). '
+        "Secrets as {{secret.NAME}}.",
     ),
 ]
 StartingPoint = Annotated[str | None, Field(description="http(s) URL loaded before the task starts.")]
@@ -67,3 +68,12 @@ ControlAction = Annotated[
     Literal["pause", "resume", "stop"],
     Field(description="pause after the current step, resume, or stop the current task (the session stays)."),
 ]
+GuardrailResponse = Annotated[
+    str,
+    Field(
+        max_length=10_000,
+        description="Your answer to the task's question (needed with resume=true). Pass credentials as secrets, "
+        "not here: answers reach the model.",
+    ),
+]
+Resume = Annotated[bool, Field(description="true: continue with the answer; false: stop the task.")]

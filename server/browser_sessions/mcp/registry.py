@@ -21,7 +21,7 @@ from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidatorFunctionWrapHandler, model_validator
 from pydantic_core import PydanticCustomError
 
-from browser_sessions.errors import BrowserSessionsError
+from browser_sessions.errors import BrowserSessionsError, describe_validation
 from browser_sessions.mcp.replies import render
 
 Handler = Callable[..., Awaitable[BaseModel]]
@@ -32,20 +32,6 @@ class ToolDeclaration:
     handler: Handler
     title: str
     annotations: ToolAnnotations
-
-
-def describe_validation(error: ValidationError) -> str:
-    """One readable line per problem, without the offending input."""
-    parts: list[str] = []
-    for item in error.errors(include_url=False, include_input=False, include_context=False):
-        where = ".".join(str(p) for p in item["loc"]) or "arguments"
-        message = str(item["msg"]).removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown field; remove it (the tool's input schema lists the fields it takes)"
-        elif item["type"] == "missing":
-            message = "required; add it"
-        parts.append(f"{where}: {message}")
-    return "Invalid arguments: " + "; ".join(parts) + ". Fix them and call again."
 
 
 def _strict(tool: Tool) -> None:

@@ -26,8 +26,12 @@ INSTRUCTIONS = """\
 browser-sessions gives you isolated browser sessions (own cookies, storage, cache), many at once.
 - One-off job: run_task(taskDetails, startingPoint?) starts a session, runs the task, ends the session.
 - Several steps in one browser: start_session() -> send_task(sessionId, taskDetails) as often as needed -> terminate.
-- taskDetails without a model are instruction lines: go to <url>; click "<name>"; type "<text>" into "<field>";
-  select "<option>" in "<field>"; check "<name>"; press <Key>; wait for "<text>"; extract text; extract table.
+- taskDetails is free text (run by a model: the server's, or yours through MCP sampling on handshake-era
+  connections) or instruction lines, which need no model: go to <url>; click "<name>"; type "<text>" into
+  "<field>"; select "<option>" in "<field>"; check "<name>"; press <Key>; wait for "<text>"; extract text;
+  extract table. A completed model task returns replay.script: the same job as instruction lines.
+- A task in status guardrail_trigger asks a question (its guardrail field): answer_guardrail(sessionId, taskId,
+  response) lets it go on; resume=false stops it.
 - Task tools wait up to waitSeconds (default 50) and then return status "running" with a taskId: poll
   get_task(sessionId, taskId, waitSeconds) or subscribe to session://<sessionId>/tasks/<taskId>.
 - outputType structured_json/structured_csv needs outputSchema; the output is validated against it.

@@ -7,14 +7,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from mcp.server.mcpserver import Context
-from mcp.types import ToolAnnotations
+import anyio
+from mcp.server.mcpserver import AcceptedElicitation, Context, DeclinedElicitation
+from mcp.types import ClientCapabilities, ElicitationCapability, ToolAnnotations
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import BaseModel, Field
 
-from browser_sessions.backends.base import Backend
+from browser_sessions.backends.base import NO_CALLER, Backend, Caller
 from browser_sessions.mcp.app_state import app
 from browser_sessions.mcp.params import (
     AvoidDomains,
     ControlAction,
+    GuardrailResponse,
     IncludeEnded,
     InitialTask,
     MaxDuration,
@@ -24,6 +28,7 @@ from browser_sessions.mcp.params import (
     OutputSchema,
     OutputTypeParam,
     ProfileId,
+    Resume,
     Secrets,
     SessionId,
     StartingPoint,
@@ -34,6 +39,7 @@ from browser_sessions.mcp.params import (
     from_arguments,
 )
 from browser_sessions.mcp.registry import ToolDeclaration
+from browser_sessions.mcp.sampling import ClientSampling, can_sample
 from browser_sessions.models import (
     SessionConfig,
     SessionList,
@@ -45,13 +51,50 @@ from browser_sessions.models import (
 )
 
 
+class GuardrailReply(BaseModel):
+    answer: str = Field(description="Your answer to the task's question.")
+
+
+def _caller(ctx: Context[Any]) -> Caller:
+    """The calling client's model, where its connection can sample (see sampling.py)."""
+    session = ctx.request_context.session
+    if not can_sample(session):
+        return NO_CALLER
+    return Caller(sampling=ClientSampling(session, timeout=app(ctx).settings.model_timeout))
+
+
+def _can_elicit(ctx: Context[Any]) -> bool:
+    """Asking the user mid-call needs a legacy connection whose client declared elicitation."""
+    session = ctx.request_context.session
+    return (
+        app(ctx).settings.guardrail_elicitation
+        and session.protocol_version not in MODERN_PROTOCOL_VERSIONS
+        and session.check_client_capability(ClientCapabilities(elicitation=ElicitationCapability()))
+    )
+
+
 async def _wait(ctx: Context[Any], backend: Backend, task: TaskResult, wait_seconds: float) -> TaskResult:
-    """Wait for ``task`` up to ``wait_seconds``, reporting each step as MCP progress."""
+    """Wait for ``task`` up to ``wait_seconds``, reporting each step as MCP progress. When the task asks a
+    question and the client can elicit, ask the user directly: an answer resumes the task (and the wait),
+    a decline stops it, a cancel leaves the question for answer_guardrail."""
 
     async def progress(step: Step) -> None:
         await ctx.report_progress(step.n, None, f"step {step.n}: {step.action}")
 
-    return await backend.wait_task(task.session_id, task.task_id, wait_seconds, progress)
+    deadline = anyio.current_time() + wait_seconds
+    while True:
+        remaining = max(0.0, deadline - anyio.current_time())
+        task = await backend.wait_task(task.session_id, task.task_id, remaining, progress)
+        if task.status != "guardrail_trigger" or remaining <= 0 or not _can_elicit(ctx):
+            return task
+        with anyio.move_on_after(app(ctx).settings.idle_timeout):
+            reply = await ctx.elicit(f"A browser task asks: {task.guardrail}", GuardrailReply)
+            if isinstance(reply, AcceptedElicitation):
+                task = await backend.answer_guardrail(task.session_id, task.task_id, reply.data.answer, True)
+                continue
+            if isinstance(reply, DeclinedElicitation):
+                return await backend.answer_guardrail(task.session_id, task.task_id, "", False)
+        return task
 
 
 async def start_session(
@@ -64,7 +107,8 @@ async def start_session(
     """Start an isolated browser session (its own cookies, storage and cache). With initialTask, run it
     and wait up to waitSeconds for its result; otherwise the session waits for send_task."""
     backend = app(ctx).backend
-    started = await backend.start_session(SessionConfig(profile_id=profileId, mode=mode, initial_task=initialTask))
+    config = SessionConfig(profile_id=profileId, mode=mode, initial_task=initialTask)
+    started = await backend.start_session(config, _caller(ctx))
     if started.task is None:
         return started
     task = await _wait(ctx, backend, started.task, waitSeconds)
@@ -90,7 +134,7 @@ async def run_task(
     state after waitSeconds (then poll get_task or subscribe to the task's resource)."""
     spec = from_arguments(TaskSpec, {**locals(), "terminateOnCompletion": True})
     backend = app(ctx).backend
-    return await _wait(ctx, backend, await backend.run_task(spec, profileId), waitSeconds)
+    return await _wait(ctx, backend, await backend.run_task(spec, profileId, _caller(ctx)), waitSeconds)
 
 
 async def send_task(
@@ -111,13 +155,28 @@ async def send_task(
     """Queue a task in a live session (tasks run one at a time, in order) and wait up to waitSeconds."""
     spec = from_arguments(TaskSpec, locals())
     backend = app(ctx).backend
-    return await _wait(ctx, backend, await backend.send_task(sessionId, spec), waitSeconds)
+    return await _wait(ctx, backend, await backend.send_task(sessionId, spec, _caller(ctx)), waitSeconds)
 
 
 async def get_task(ctx: Context[Any], sessionId: SessionId, taskId: TaskId, waitSeconds: WaitSeconds = 0) -> TaskResult:
     """A task's status, steps and output; waits up to waitSeconds for it to finish."""
     backend = app(ctx).backend
     return await _wait(ctx, backend, await backend.get_task(sessionId, taskId), waitSeconds)
+
+
+async def answer_guardrail(
+    ctx: Context[Any],
+    sessionId: SessionId,
+    taskId: TaskId,
+    response: GuardrailResponse = "",
+    resume: Resume = True,
+    waitSeconds: WaitSeconds = 50,
+) -> TaskResult:
+    """Answer the question of a task in status guardrail_trigger (its result's guardrail field): it goes on
+    with your response, or stops with resume=false. Then waits up to waitSeconds like get_task."""
+    backend = app(ctx).backend
+    task = await backend.answer_guardrail(sessionId, taskId, response, resume)
+    return await _wait(ctx, backend, task, waitSeconds)
 
 
 async def get_session(ctx: Context[Any], sessionId: SessionId) -> SessionState:
@@ -150,6 +209,7 @@ TOOLS: list[ToolDeclaration] = [
     ToolDeclaration(run_task, "Run a one-shot browser task", _ACT),
     ToolDeclaration(send_task, "Send a task to a session", _ACT),
     ToolDeclaration(get_task, "Get a task's result", _READ),
+    ToolDeclaration(answer_guardrail, "Answer a task's question", _ACT),
     ToolDeclaration(get_session, "Get a session's state", _READ),
     ToolDeclaration(list_sessions, "List sessions", _READ),
     ToolDeclaration(

@@ -8,9 +8,9 @@ actions in ``page/actions.py``: one action layer, not two.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
@@ -19,8 +19,10 @@ from playwright.async_api import Page
 
 from browser_sessions.backends.local.policy import DomainPolicy
 from browser_sessions.backends.local.secrets import SecretVault
-from browser_sessions.backends.local.tasks import TaskRecord
-from browser_sessions.errors import BrowserSessionsError, DomainBlocked, NavigationFailed
+from browser_sessions.backends.local.tasks import GuardrailAnswer, TaskRecord
+from browser_sessions.errors import BrowserSessionsError, DomainBlocked, NavigationFailed, TaskStopped
+
+T = TypeVar("T")
 
 POPUP_GRACE = 0.05  # seconds after an action for a window.open() to surface as a page
 
@@ -56,6 +58,8 @@ class SessionView(Protocol):
     def browser(self) -> BrowserView: ...
 
     async def wait_resumed(self) -> None: ...
+
+    async def wait_for_answer(self, task: TaskRecord) -> GuardrailAnswer: ...
 
 
 class Driver:
@@ -129,6 +133,7 @@ class Driver:
     def raise_if_blocked(self) -> None:
         """Fail the task if any page of the session tried to navigate to an avoided domain meanwhile."""
         blocked = self._session.browser.blocked_navigations[self._blocked_seen :]
+        self._blocked_seen += len(blocked)
         if blocked:
             raise DomainBlocked(blocked[0].host, blocked[0].rule)
 
@@ -149,10 +154,26 @@ class Driver:
         await self.checkpoint()
 
     async def checkpoint(self) -> None:
-        """While the session is paused, wait with the page handed over to the caller's step tools (the
-        lock released); paused time does not count against maxDuration."""
-        if not self._session.paused or self.task is None:
-            return
+        """While the session is paused, wait with the page handed over to the caller's step tools."""
+        if self._session.paused and self.task is not None:
+            await self._hand_over(self._session.wait_resumed)
+
+    async def ask_human(self, question: str) -> str:
+        """Put the task in ``guardrail_trigger`` with ``question`` and wait for answer_guardrail; the page is
+        the caller's meanwhile. Returns the answer; a ``resume=false`` answer stops the task."""
+        assert self.task is not None, "only a task asks a human"
+        task = self.task
+        task.ask(self._session.vault.redact(question))
+        answer = await self._hand_over(lambda: self._session.wait_for_answer(task))
+        if not answer.resume:
+            raise TaskStopped("Stopped at its question by answer_guardrail(resume=false); the session stays open.")
+        task.answered()
+        return answer.response
+
+    async def _hand_over(self, wait: Callable[[], Awaitable[T]]) -> T:
+        """Await ``wait()`` with the page lock released and the task's clock and maxDuration deadline
+        stopped, so time spent with a human does not count against the task."""
+        assert self.task is not None
         scope = self.task.scope
         remaining = (scope.deadline - anyio.current_time()) if scope is not None else math.inf
         self.task.pause_clock()
@@ -160,9 +181,10 @@ class Driver:
             scope.deadline = math.inf
         self._session.page_lock.release()
         try:
-            await self._session.wait_resumed()
+            return await wait()
         finally:
-            await self._session.page_lock.acquire()
-        if scope is not None:
-            scope.deadline = anyio.current_time() + remaining
-        self.task.resume_clock()
+            with anyio.CancelScope(shield=True):  # the supervisor releases the lock after the task either way
+                await self._session.page_lock.acquire()
+            if scope is not None:
+                scope.deadline = anyio.current_time() + remaining
+            self.task.resume_clock()

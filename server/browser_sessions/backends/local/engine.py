@@ -10,13 +10,24 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
+import httpx
 from anyio.abc import TaskGroup
 from playwright.async_api import Browser, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
-from browser_sessions.backends.base import BackendEvent, ControlAction, EventSink, SessionsChanged, StepListener
+from browser_sessions.backends.base import (
+    NO_CALLER,
+    BackendEvent,
+    Caller,
+    ControlAction,
+    EventSink,
+    SessionsChanged,
+    StepListener,
+)
 from browser_sessions.backends.local import steps
 from browser_sessions.backends.local.browser import FoundBrowser, launch
+from browser_sessions.backends.local.planners.model_choice import ModelChoice
+from browser_sessions.backends.local.planners.models.choose import configured_model, wants_sampling
 from browser_sessions.backends.local.session import LocalSession
 from browser_sessions.backends.local.views import session_state
 from browser_sessions.errors import (
@@ -38,9 +49,12 @@ KEEP_ENDED = 200
 class LocalBackend:
     name: BackendName = "local"
 
-    def __init__(self, settings: Settings, playwright: Playwright, browser: Browser, found: FoundBrowser) -> None:
+    def __init__(
+        self, settings: Settings, playwright: Playwright, browser: Browser, found: FoundBrowser, models: ModelChoice
+    ) -> None:
         self.settings = settings
         self.found = found
+        self.models = models
         self._playwright = playwright
         self._browser = browser
         self._sessions: dict[str, LocalSession] = {}
@@ -76,7 +90,7 @@ class LocalBackend:
 
     # ----- Backend protocol -----
 
-    async def start_session(self, config: SessionConfig) -> SessionStarted:
+    async def start_session(self, config: SessionConfig, caller: Caller = NO_CALLER) -> SessionStarted:
         if config.profile_id is not None:
             raise InvalidInput(
                 f"Unknown profileId {config.profile_id!r}: this server has no saved profiles yet. "
@@ -90,7 +104,7 @@ class LocalBackend:
             )
         if self._group is None or self._browser_lost.is_set() or not self._browser.is_connected():
             raise BrowserUnavailable("The browser is restarting; try start_session again in a few seconds.")
-        session = LocalSession(secrets.token_hex(6), self.settings, self._emit)
+        session = LocalSession(secrets.token_hex(6), self.settings, self._emit, self.models)
         self._sessions[session.id] = session
         self._prune()
         self._emit(SessionsChanged())
@@ -99,22 +113,36 @@ class LocalBackend:
         initial = config.initial_task
         if initial is not None and session.live:
             if initial.task_details.strip() or initial.starting_point:
-                task = session.enqueue(initial, secrets.token_hex(6)).to_result(queue_position=0)
+                task = session.enqueue(initial, secrets.token_hex(6), caller.sampling).to_result(queue_position=0)
             else:
                 session.policy.extend(initial.avoid_domains)
                 session.vault.add(initial.secrets)
         return SessionStarted(**session_state(session).model_dump(), task=task)
 
-    async def run_task(self, spec: TaskSpec, profile_id: str | None) -> TaskResult:
+    async def run_task(self, spec: TaskSpec, profile_id: str | None, caller: Caller = NO_CALLER) -> TaskResult:
         one_shot = spec.model_copy(update={"terminate_on_completion": True})
-        started = await self.start_session(SessionConfig(profile_id=profile_id, initial_task=one_shot))
+        started = await self.start_session(SessionConfig(profile_id=profile_id, initial_task=one_shot), caller)
         if started.task is None:
             raise SessionEnded(started.session_id, started.status, started.reason)
         return started.task
 
-    async def send_task(self, session_id: str, spec: TaskSpec) -> TaskResult:
+    async def send_task(self, session_id: str, spec: TaskSpec, caller: Caller = NO_CALLER) -> TaskResult:
         session = self._live_session(session_id)
-        task = session.enqueue(spec, secrets.token_hex(6))
+        task = session.enqueue(spec, secrets.token_hex(6), caller.sampling)
+        return task.to_result(session.queue_position(task))
+
+    async def answer_guardrail(self, session_id: str, task_id: str, response: str, resume: bool) -> TaskResult:
+        session = self._live_session(session_id)
+        task = session.tasks.get(task_id)
+        if task is None:
+            raise TaskNotFound(session_id, task_id)
+        task.answer(response, resume)
+        with anyio.move_on_after(5):  # return the task as it goes on, not as it was
+            while True:
+                changed = task.wait_changed()
+                if task.status != "guardrail_trigger":
+                    break
+                await changed.wait()
         return task.to_result(session.queue_position(task))
 
     async def wait_task(
@@ -135,7 +163,7 @@ class LocalBackend:
                     await on_step(step)
                 reported = len(task.steps)
             remaining = deadline - time.monotonic()
-            if task.settled and task.spec.terminate_on_completion and wait_seconds > 0:
+            if task.finished and task.spec.terminate_on_completion and wait_seconds > 0:
                 with anyio.move_on_after(10):  # report the session's end together with its last task
                     await session.wait_ended()
             if task.settled or remaining <= 0:
@@ -246,10 +274,12 @@ class LocalBackend:
 @asynccontextmanager
 async def open_local_backend(settings: Settings) -> AsyncIterator[LocalBackend]:
     """Start Playwright and Chromium, yield the engine, and on exit end every session and the browser."""
+    http = httpx.AsyncClient()
+    models = ModelChoice(configured_model(settings, http), sampling_only=wants_sampling(settings))
     playwright = await async_playwright().start()
     try:
         browser, found = await launch(playwright, settings)
-        backend = LocalBackend(settings, playwright, browser, found)
+        backend = LocalBackend(settings, playwright, browser, found, models)
         try:
             async with anyio.create_task_group() as group:
                 backend._group = group
@@ -266,3 +296,4 @@ async def open_local_backend(settings: Settings) -> AsyncIterator[LocalBackend]:
     finally:
         with anyio.CancelScope(shield=True):
             await playwright.stop()
+            await http.aclose()

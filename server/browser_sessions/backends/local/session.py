@@ -22,11 +22,13 @@ from playwright.async_api import Error as PlaywrightError
 
 from browser_sessions.backends.base import EventSink, SessionChanged, SessionsChanged, TaskChanged
 from browser_sessions.backends.local.egress import EgressProxy
+from browser_sessions.backends.local.planners.model_choice import ModelChoice
+from browser_sessions.backends.local.planners.models.base import ChatModel
 from browser_sessions.backends.local.policy import DomainPolicy
 from browser_sessions.backends.local.secrets import SecretVault
 from browser_sessions.backends.local.session_browser import SessionBrowser
 from browser_sessions.backends.local.task_execution import execute_task
-from browser_sessions.backends.local.tasks import TaskRecord, now
+from browser_sessions.backends.local.tasks import GuardrailAnswer, TaskRecord, now
 from browser_sessions.errors import BrowserLost, BrowserUnavailable, InvalidInput, SessionEnded, TaskStopped
 from browser_sessions.models import LIVE_STATUSES, SessionStatus, TaskSpec, Transition
 from browser_sessions.settings import Settings
@@ -35,9 +37,17 @@ logger = logging.getLogger("browser_sessions.session")
 
 
 class LocalSession:
-    def __init__(self, session_id: str, settings: Settings, emit: EventSink, profile_id: str | None = None) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        settings: Settings,
+        emit: EventSink,
+        models: ModelChoice,
+        profile_id: str | None = None,
+    ) -> None:
         self.id = session_id
         self.settings = settings
+        self.models = models
         self.profile_id = profile_id
         self._emit = emit
         self.created_at = now()
@@ -58,7 +68,9 @@ class LocalSession:
             self.policy,
             self.vault,
             on_change=self._changed,
-            planner_driving=lambda: self.current is not None and not self.paused,
+            planner_driving=lambda: (
+                self.current is not None and self.current.planner == "instructions" and not self.page_handed_over
+            ),
         )
         self._proxy = EgressProxy(self.policy.blocked_by)
         self._proxy_port = 0
@@ -78,16 +90,26 @@ class LocalSession:
         self._last_activity = time.monotonic()
         self._wake.set()
 
+    @property
+    def page_handed_over(self) -> bool:
+        """The caller may drive the page: no task runs, or it is paused, or it waits for a human's answer."""
+        return self.current is None or self.paused or self.current.status == "guardrail_trigger"
+
     def idle_deadline(self) -> float | None:
-        """Monotonic time at which inactivity ends the session, or None while it has work."""
-        if self.current is not None or self.queue or not self.live:
+        """Monotonic time at which inactivity ends the session, or None while it has work. A task waiting
+        for a human's answer is not work: the inactivity timeout runs meanwhile."""
+        if not self.live:
+            return None
+        if self.current is not None and self.current.status != "guardrail_trigger":
+            return None
+        if self.current is None and self.queue:
             return None
         return self._last_activity + self.settings.idle_timeout
 
-    def enqueue(self, spec: TaskSpec, task_id: str) -> TaskRecord:
+    def enqueue(self, spec: TaskSpec, task_id: str, sampling: ChatModel | None = None) -> TaskRecord:
         if not self.live:
             raise SessionEnded(self.id, self.status, self.transitions[-1].reason)
-        task = TaskRecord(self.id, task_id, spec, on_change=self._task_changed)
+        task = TaskRecord(self.id, task_id, spec, on_change=self._task_changed, sampling=sampling)
         self.tasks[task_id] = task
         self.queue.append(task)
         self.touch()
@@ -129,6 +151,22 @@ class LocalSession:
 
     async def wait_resumed(self) -> None:
         await self._resumed.wait()
+
+    async def wait_for_answer(self, task: TaskRecord) -> GuardrailAnswer:
+        """The answer to ``task``'s question; if none comes within the inactivity timeout (each call about
+        the session restarts it), the session ends as Terminated, which stops the task."""
+        self._changed()  # the idle deadline applies from now
+        while True:
+            deadline = self.idle_deadline()
+            with anyio.move_on_after(None if deadline is None else deadline - time.monotonic()):
+                return await task.wait_answer()
+            deadline = self.idle_deadline()
+            if deadline is not None and deadline <= time.monotonic():
+                self.request_end(
+                    "Terminated",
+                    f"inactivity: task {task.task_id}'s question went unanswered for {self.settings.idle_timeout:g} s",
+                )
+                await anyio.sleep_forever()  # request_end cancels this task's scope
 
     # ----- the supervisor -----
 
@@ -190,7 +228,7 @@ class LocalSession:
     async def _close(self) -> None:
         status, reason = self._end_request or ("Terminated", "server shutting down")
         for task in [self.current, *self.queue]:
-            if task is not None and not task.settled:
+            if task is not None and not task.finished:
                 task.fail("TASK_STOPPED", f"The session ended before this task finished ({reason}).")
         self.queue.clear()
         await self.browser.close()

@@ -40,7 +40,8 @@ async def manual(session: LocalSession) -> AsyncIterator[Driver]:
     """Hold the session's page for one step."""
     if not session.live:
         raise SessionEnded(session.id, session.status, session.transitions[-1].reason)
-    if session.current is not None and not session.paused:
+    if not session.page_handed_over:
+        assert session.current is not None
         raise SessionBusy(
             f"Task {session.current.task_id} is driving session {session.id}. Wait for it (get_task), stop it, "
             "or pause it with control_session(pause) to take over; resume hands control back."
@@ -97,48 +98,67 @@ async def snapshot(
 
 async def act(session: LocalSession, request: ActRequest, *, max_chars: int) -> ActResult:
     async with manual(session) as driver:
-        page = await driver.page()
-        before_url, before_tabs, before_downloads = (
-            page.url,
-            len(session.browser.live_pages()),
-            len(session.browser.downloads),
-        )
-        if session.browser.dialog is not None and request.action != "dialog":
-            raise SessionBusy(f"A {session.browser.dialog.type} dialog is open; answer it first with action=dialog.")
-        await _perform(session, driver, request)
-        if session.browser.dialog is None:  # an open dialog freezes the page: nothing more to read now
-            await driver.step(request.action)
-        page = await driver.page()
-        changes: list[str] = []
-        if page.url != before_url:
-            changes.append(f"now at {session.vault.redact(page.url)}")
-        tabs = tab_infos(session)
-        if len(tabs) > before_tabs:
-            changes.append(f"{len(tabs) - before_tabs} new tab(s); the newest is active")
-        new_downloads = session.browser.downloads[before_downloads:]
-        changes += [f"downloaded {d.name} ({d.size_bytes} bytes): {d.uri}" for d in new_downloads]
-        dialog = dialog_info(session)
-        kind: Literal["full", "diff", "none"] = "none"
-        text = ""
-        if dialog is not None:
-            changes.append(f"a {dialog.type} dialog opened: {dialog.message!r}; answer with action=dialog")
-        else:
-            snap = await take_snapshot(page, redact=session.vault.redact)
-            rendered = snap.render(max_chars=max_chars)
+        return await act_on(session, driver, request, max_chars=max_chars, against_last=True)
+
+
+async def act_on(
+    session: LocalSession,
+    driver: Driver,
+    request: ActRequest,
+    *,
+    max_chars: int,
+    against_last: bool,
+    label: str | None = None,
+    observe: bool = True,
+) -> ActResult:
+    """Perform ``request`` with ``driver`` (the caller's or a planner's), record it as a step named
+    ``label``, and report what changed, with the page state after it unless not ``observe``: only what
+    changed since the last snapshot when ``against_last`` (the step tools) and that is smaller, else the
+    whole snapshot."""
+    page = await driver.page()
+    before_url, before_tabs, before_downloads = (
+        page.url,
+        len(session.browser.live_pages()),
+        len(session.browser.downloads),
+    )
+    if session.browser.dialog is not None and request.action != "dialog":
+        raise SessionBusy(f"A {session.browser.dialog.type} dialog is open; answer it first with action=dialog.")
+    await perform(session, driver, request)
+    if session.browser.dialog is None:  # an open dialog freezes the page: nothing more to read now
+        await driver.step(label or request.action)
+    page = await driver.page()
+    changes: list[str] = []
+    if page.url != before_url:
+        changes.append(f"now at {session.vault.redact(page.url)}")
+    tabs = tab_infos(session)
+    if len(tabs) > before_tabs:
+        changes.append(f"{len(tabs) - before_tabs} new tab(s); the newest is active")
+    new_downloads = session.browser.downloads[before_downloads:]
+    changes += [f"downloaded {d.name} ({d.size_bytes} bytes): {d.uri}" for d in new_downloads]
+    dialog = dialog_info(session)
+    kind: Literal["full", "diff", "none"] = "none"
+    text = ""
+    if dialog is not None:
+        changes.append(f"a {dialog.type} dialog opened: {dialog.message!r}; answer with action=dialog")
+    elif observe:
+        snap = await take_snapshot(page, redact=session.vault.redact)
+        rendered = snap.render(max_chars=max_chars)
+        text, kind = rendered, "full"
+        if against_last:
             text, kind = _against_last(session.browser.last_snapshot, rendered)
             session.browser.last_snapshot = rendered
-        return ActResult(
-            session_id=session.id,
-            action=request.action,
-            url=session.vault.redact(page.url),
-            title=session.browser.title or "",
-            changes=changes or [_page_change(kind, text)],
-            dialog=dialog,
-            tabs=tabs,
-            new_downloads=list(new_downloads),
-            snapshot=text,
-            snapshot_kind=kind,
-        )
+    return ActResult(
+        session_id=session.id,
+        action=request.action,
+        url=session.vault.redact(page.url),
+        title=session.browser.title or "",
+        changes=changes or ([_page_change(kind, text)] if observe else []),
+        dialog=dialog,
+        tabs=tabs,
+        new_downloads=list(new_downloads),
+        snapshot=text,
+        snapshot_kind=kind,
+    )
 
 
 def _page_change(kind: str, snapshot: str) -> str:
@@ -160,7 +180,7 @@ def _against_last(last: str | None, new: str) -> tuple[str, Literal["full", "dif
     return (diff, "diff") if len(diff) < len(new) else (new, "full")
 
 
-async def _perform(session: LocalSession, driver: Driver, request: ActRequest) -> None:
+async def perform(session: LocalSession, driver: Driver, request: ActRequest) -> None:
     page = await driver.page()
     target = await resolve_ref(page, request.ref) if request.ref is not None else None
     match request.action:

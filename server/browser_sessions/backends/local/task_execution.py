@@ -1,5 +1,6 @@
 """Running one task of a session from start to a settled record: planner choice, startingPoint,
-maxDuration (a cancel scope whose deadline pauses do not consume), output building, redaction."""
+maxDuration (a cancel scope whose deadline pauses and guardrail waits do not consume), output building,
+redaction."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import anyio
 
 from browser_sessions.backends.local.driver import Driver
 from browser_sessions.backends.local.outputs import build_output
+from browser_sessions.backends.local.planners.agent import AgentRun
 from browser_sessions.backends.local.planners.instruction_runner import run_lines
-from browser_sessions.backends.local.planners.instructions import parse
+from browser_sessions.backends.local.planners.instructions import Line, parse
+from browser_sessions.backends.local.planners.models.base import ChatModel
 from browser_sessions.backends.local.tasks import TaskRecord
-from browser_sessions.errors import TaskFailure, TaskTimeout
+from browser_sessions.errors import InstructionError, ModelRequired, TaskFailure, TaskTimeout
 
 if TYPE_CHECKING:
     from browser_sessions.backends.local.session import LocalSession
@@ -21,8 +24,18 @@ if TYPE_CHECKING:
 logger = logging.getLogger("browser_sessions.tasks")
 
 
+def choose_planner(task_details: str, model: ChatModel | None) -> tuple[list[Line], ChatModel | None]:
+    """Instruction lines run with no model; anything else needs ``model`` (else the parser's error)."""
+    try:
+        return parse(task_details), None
+    except (ModelRequired, InstructionError):
+        if model is None:
+            raise
+        return [], model
+
+
 async def execute_task(session: LocalSession, task: TaskRecord) -> None:
-    """Run ``task`` on ``session``; always leaves the task settled (completed or failed)."""
+    """Run ``task`` on ``session``; always leaves the task finished (completed or failed)."""
     spec = task.spec
     session.policy.extend(spec.avoid_domains)
     session.vault.add(spec.secrets)
@@ -33,18 +46,24 @@ async def execute_task(session: LocalSession, task: TaskRecord) -> None:
         step_timeout=session.settings.step_timeout,
     )
     failure: TaskFailure | None = None
-    task.begin("instructions")
+    agent: AgentRun | None = None
     with anyio.CancelScope(deadline=anyio.current_time() + spec.max_duration / 1000) as scope:
         task.scope = scope
         try:
-            lines = parse(spec.task_details)
+            lines, model = choose_planner(spec.task_details, session.models.pick(task.sampling))
+            task.begin("instructions" if model is None else "model", None if model is None else model.name)
             if spec.starting_point:
                 await run.goto(spec.starting_point)
                 await run.step(f"go to {spec.starting_point} (startingPoint)")
-            extracts = await run_lines(lines, run)
-            page = await run.page()
-            summary = f"Done: {len(task.steps)} steps. Now at {session.browser.title or '(untitled)'} ({page.url})."
-            output = build_output(extracts, spec.output_type, spec.output_schema, summary)
+            if model is None:
+                extracts = await run_lines(lines, run)
+                page = await run.page()
+                title = session.browser.title or "(untitled)"
+                summary = f"Done: {len(task.steps)} steps. Now at {title} ({page.url})."
+                output = build_output(extracts, spec.output_type, spec.output_schema, summary)
+            else:
+                agent = AgentRun(session, task, run, model)
+                output = await agent.run()
             task.complete(session.redact(output))
         except TaskFailure as exc:
             failure = exc
@@ -52,7 +71,7 @@ async def execute_task(session: LocalSession, task: TaskRecord) -> None:
             logger.exception("task %s of session %s crashed", task.task_id, session.id)
             failure = TaskFailure("The task hit an internal error (logged on the server); the session is still usable.")
     task.scope = None
-    if task.settled:
+    if task.finished:
         return
     failure = task.stop_reason or failure
     if failure is None:
@@ -60,4 +79,5 @@ async def execute_task(session: LocalSession, task: TaskRecord) -> None:
             f"The task ran past its maxDuration of {spec.max_duration} ms after {len(task.steps)} steps. "
             "The session is still usable: send a shorter task or raise maxDuration (at most 300000)."
         )
-    task.fail(failure.code, session.redact(failure.message))
+    partial = agent.partial() if agent is not None else None
+    task.fail(failure.code, session.redact(failure.message), partial=session.redact(partial))

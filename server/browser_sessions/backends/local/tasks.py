@@ -14,10 +14,11 @@ from typing import Any
 
 import anyio
 
-from browser_sessions.errors import TaskFailure
-from browser_sessions.models import Planner, Step, TaskError, TaskResult, TaskSpec, TaskStatus, TaskUsage
+from browser_sessions.backends.local.planners.models.base import ChatModel
+from browser_sessions.errors import InvalidInput, TaskFailure
+from browser_sessions.models import Planner, Replay, Step, TaskError, TaskResult, TaskSpec, TaskStatus, TaskUsage
 
-SETTLED: frozenset[str] = frozenset({"task_completed", "failed", "guardrail_trigger"})
+FINISHED: frozenset[str] = frozenset({"task_completed", "failed"})
 
 
 def now() -> datetime:
@@ -26,6 +27,21 @@ def now() -> datetime:
 
 def task_uri(session_id: str, task_id: str) -> str:
     return f"session://{session_id}/tasks/{task_id}"
+
+
+@dataclass
+class ModelUsage:
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    estimated: bool = False
+    step_limit: int | None = None
+
+
+@dataclass(frozen=True)
+class GuardrailAnswer:
+    resume: bool
+    response: str
 
 
 @dataclass(eq=False)
@@ -37,20 +53,32 @@ class TaskRecord:
     created_at: datetime = field(default_factory=now)
     status: TaskStatus = "started"
     planner: Planner | None = None
+    model: str | None = None
+    usage: ModelUsage = field(default_factory=ModelUsage)
     steps: list[Step] = field(default_factory=list)
     output: Any = None
     error: TaskError | None = None
+    guardrail: str | None = None
+    replay: Replay | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
     active_seconds: float = 0.0
+    sampling: ChatModel | None = None  # the model of the client that sent the task, if it can sample
     stop_reason: TaskFailure | None = None
     scope: anyio.CancelScope | None = None
     _changed: anyio.Event = field(default_factory=anyio.Event)
     _active_since: float | None = None
+    _answer: GuardrailAnswer | None = None
+    _answered: anyio.Event = field(default_factory=anyio.Event)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
 
     @property
     def settled(self) -> bool:
-        return self.status in SETTLED
+        """Finished, or waiting for a human's answer: where a caller waiting for the task gets it back."""
+        return self.finished or self.status == "guardrail_trigger"
 
     def wait_changed(self) -> anyio.Event:
         """An event set at the next change; take it before checking state, then wait on it."""
@@ -61,9 +89,10 @@ class TaskRecord:
         self._changed = anyio.Event()
         self.on_change(self)
 
-    def begin(self, planner: Planner | None) -> None:
+    def begin(self, planner: Planner, model: str | None) -> None:
         self.status = "running"
         self.planner = planner
+        self.model = model
         self.started_at = now()
         self.resume_clock()
         self.touch()
@@ -83,6 +112,39 @@ class TaskRecord:
         self.touch()
         return step
 
+    # ----- guardrails: the planner asks a human and waits for answer_guardrail -----
+
+    def ask(self, question: str) -> None:
+        self.pause_clock()
+        self.status = "guardrail_trigger"
+        self.guardrail = question
+        self._answer = None
+        self._answered = anyio.Event()
+        self.touch()
+
+    def answer(self, response: str, resume: bool) -> None:
+        if self.status != "guardrail_trigger":
+            raise InvalidInput(
+                f"Task {self.task_id} is not waiting for an answer (its status is {self.status}); "
+                "answer_guardrail applies while a task's status is guardrail_trigger."
+            )
+        if resume and not response.strip():
+            raise InvalidInput("response is empty; write the answer to the task's question, or pass resume=false.")
+        self._answer = GuardrailAnswer(resume, response)
+        self._answered.set()
+
+    async def wait_answer(self) -> GuardrailAnswer:
+        await self._answered.wait()
+        assert self._answer is not None
+        return self._answer
+
+    def answered(self) -> None:
+        """Back to running after an answer."""
+        self.status = "running"
+        self.guardrail = None
+        self.resume_clock()
+        self.touch()
+
     def complete(self, output: Any) -> None:
         self.pause_clock()
         self.status = "task_completed"
@@ -90,16 +152,18 @@ class TaskRecord:
         self.ended_at = now()
         self.touch()
 
-    def fail(self, code: str, message: str) -> None:
+    def fail(self, code: str, message: str, partial: Any = None) -> None:
         self.pause_clock()
         self.status = "failed"
+        self.guardrail = None
+        self.output = partial
         self.error = TaskError(code=code, message=message)
         self.ended_at = now()
         self.touch()
 
     def stop(self, reason: TaskFailure) -> None:
         """Ask a running task to end (its runner reports ``reason``); a queued one fails at once."""
-        if self.settled:
+        if self.finished:
             return
         self.stop_reason = reason
         if self.scope is not None:
@@ -115,10 +179,21 @@ class TaskRecord:
             task_id=self.task_id,
             status=self.status,
             planner=self.planner,
+            model=self.model,
             output_type=self.spec.output_type,
             output=self.output,
             error=self.error,
-            usage=TaskUsage(duration_ms=int(active * 1000), steps=len(self.steps)),
+            guardrail=self.guardrail,
+            replay=self.replay,
+            usage=TaskUsage(
+                duration_ms=int(active * 1000),
+                steps=len(self.steps),
+                input_tokens=self.usage.input_tokens,
+                output_tokens=self.usage.output_tokens,
+                tokens_estimated=self.usage.estimated,
+                model_calls=self.usage.calls,
+                step_limit=self.usage.step_limit,
+            ),
             steps=list(self.steps),
             queue_position=queue_position,
             created_at=self.created_at,

@@ -55,6 +55,8 @@ def session_state(session: LocalSession) -> SessionState:
             compute_time_ms=int((end - session.created_at).total_seconds() * 1000),
             tasks=len(tasks),
             steps=sum(len(task.steps) for task in tasks),
+            input_tokens=sum(task.usage.input_tokens for task in tasks),
+            output_tokens=sum(task.usage.output_tokens for task in tasks),
         ),
         resource_uri=session_uri(session.id),
     )

@@ -174,8 +174,10 @@ def parse(task_details: str) -> list[Line]:
     parsed = [(n, text, _parse_numbered(n, text)) for n, text in lines]
     if parsed and all(instruction is None for _, _, instruction in parsed):
         raise ModelRequired(
-            "This task reads as free text, which needs a model, and this server has none configured. "
-            f"To run it without a model, write it as instruction lines: {FORMS_HELP}."
+            "This task reads as free text, which needs a model, and none is available: the server has no "
+            "model configured (BROWSER_SESSIONS_MODEL with ANTHROPIC_API_KEY, OPENAI_API_KEY or OPENAI_BASE_URL) "
+            "and this client offers no MCP sampling. To run it without a model, write it as instruction lines: "
+            f"{FORMS_HELP}."
         )
     result: list[Line] = []
     for number, text, instruction in parsed:
