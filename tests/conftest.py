@@ -15,6 +15,7 @@ from mcp.types import CallToolResult
 
 from browser_sessions.mcp.server import build_server
 from browser_sessions.settings import Settings
+from tests.scripted_model import ScriptedModel, serve_model
 from tests.site import Site, serve_site
 
 MODES = ["auto", "legacy"]
@@ -29,6 +30,26 @@ def anyio_backend() -> str:
 def site() -> Iterator[Site]:
     with serve_site() as served:
         yield served
+
+
+@pytest.fixture
+def scripted() -> Iterator[ScriptedModel]:
+    """A scripted language model on 127.0.0.1 (tests/scripted_model.py)."""
+    with serve_model() as served:
+        yield served
+
+
+def model_settings(scripted: ScriptedModel, api: str = "openai", **overrides: Any) -> dict[str, Any]:
+    """Server settings whose model is ``scripted``, over the Anthropic or the OpenAI wire format."""
+    if api == "anthropic":
+        base = {
+            "model": "anthropic:scripted-claude",
+            "anthropic_api_key": "sk-test",
+            "anthropic_base_url": scripted.anthropic_base_url,
+        }
+    else:
+        base = {"model": "openai:scripted-gpt", "openai_base_url": scripted.openai_base_url}
+    return {**base, "model_retries": 0, **overrides}
 
 
 DATA_DIR = tempfile.mkdtemp(prefix="browser-sessions-tests-")

@@ -3,36 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 import pytest
 
-from tests.conftest import call, connect
-from tests.scripted_model import Call, Fail, Received, Say, ScriptedModel, ref, serve_model
+from tests.conftest import call, connect, model_settings
+from tests.scripted_model import Call, Fail, Received, Say, ScriptedModel, ref
 from tests.site import Site
 
 pytestmark = pytest.mark.anyio
-
-PASSWORD = "hunter2-canary-9f3a"
-
-
-@pytest.fixture
-def scripted() -> Iterator[ScriptedModel]:
-    with serve_model() as served:
-        yield served
-
-
-def model_settings(scripted: ScriptedModel, api: str = "openai", **overrides: Any) -> dict[str, Any]:
-    if api == "anthropic":
-        base = {
-            "model": "anthropic:scripted-claude",
-            "anthropic_api_key": "sk-test",
-            "anthropic_base_url": scripted.anthropic_base_url,
-        }
-    else:
-        base = {"model": "openai:scripted-gpt", "openai_base_url": scripted.openai_base_url}
-    return {**base, "model_retries": 0, **overrides}
 
 
 def click(role: str, name: str) -> Call:

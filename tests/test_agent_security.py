@@ -5,24 +5,16 @@ send a secret to a host it is not bound to."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import call, connect
-from tests.scripted_model import Call, Received, ScriptedModel, ref, serve_model
+from tests.conftest import call, connect, model_settings
+from tests.scripted_model import Call, Received, ScriptedModel, ref
 from tests.site import Site
-from tests.test_agent import model_settings
 
 pytestmark = pytest.mark.anyio
 
 PASSWORD = "hunter2-canary-9f3a"
-
-
-@pytest.fixture
-def scripted() -> Iterator[ScriptedModel]:
-    with serve_model() as served:
-        yield served
 
 
 def type_into(field: str, text: str, submit: bool = False) -> Call:

@@ -3,7 +3,6 @@ answer_guardrail or, on connections that allow it, through MCP elicitation mid-c
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -11,20 +10,13 @@ import pytest
 from mcp.client.context import ClientRequestContext
 from mcp.types import ElicitRequestParams, ElicitResult
 
-from tests.conftest import MODES, call, call_error, connect
-from tests.scripted_model import Call, Received, ScriptedModel, ref, serve_model
+from tests.conftest import MODES, call, call_error, connect, model_settings
+from tests.scripted_model import Call, Received, ScriptedModel, ref
 from tests.site import Site
-from tests.test_agent import model_settings
 
 pytestmark = pytest.mark.anyio
 
 QUESTION = "What is the code you received?"
-
-
-@pytest.fixture
-def scripted() -> Iterator[ScriptedModel]:
-    with serve_model() as served:
-        yield served
 
 
 def type_code(received: Received) -> Call:

@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from mcp.client.context import ClientRequestContext
 from mcp.types import CreateMessageRequestParams, CreateMessageResult, TextContent
 
-from tests.conftest import call, connect
-from tests.scripted_model import Call, ScriptedModel, ref, serve_model
+from tests.conftest import call, connect, model_settings
+from tests.scripted_model import Call, ScriptedModel, ref
 from tests.site import Site
-from tests.test_agent import model_settings
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def scripted() -> Iterator[ScriptedModel]:
-    with serve_model() as served:
-        yield served
 
 
 def sampling(received: list[CreateMessageRequestParams]) -> dict[str, Any]:

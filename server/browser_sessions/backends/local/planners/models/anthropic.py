@@ -19,15 +19,17 @@ from browser_sessions.backends.local.planners.models.base import (
     UserText,
     estimate_tokens,
 )
-from browser_sessions.backends.local.planners.models.http import post_json
+from browser_sessions.backends.local.planners.models.http import HttpChatModel
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
 
 
-class AnthropicModel:
+class AnthropicModel(HttpChatModel):
     """One Claude model. ``complete`` makes one Messages call (retried per ``post_json``); when tools are given
     the model must call one of them (``tool_choice: any``)."""
+
+    provider = "anthropic"
 
     def __init__(
         self,
@@ -39,29 +41,17 @@ class AnthropicModel:
         timeout: float = 120.0,
         retries: int = 3,
     ) -> None:
-        self._http = http
-        self._model = model
+        url = base_url.rstrip("/") + "/v1/messages"
+        super().__init__(http, model=model, url=url, timeout=timeout, retries=retries)
         self._api_key = api_key
-        self._url = base_url.rstrip("/") + "/v1/messages"
-        self._timeout = timeout
-        self._retries = retries
 
-    @property
-    def name(self) -> str:
-        return f"anthropic:{self._model}"
+    def headers(self) -> dict[str, str]:
+        return {"x-api-key": self._api_key, "anthropic-version": API_VERSION, "content-type": "application/json"}
 
-    async def complete(self, request: ModelRequest) -> ModelReply:
-        body = request_body(self._model, request)
-        headers = {"x-api-key": self._api_key, "anthropic-version": API_VERSION, "content-type": "application/json"}
-        data = await post_json(
-            self._http,
-            self._url,
-            headers=headers,
-            body=body,
-            provider="anthropic",
-            retries=self._retries,
-            timeout=self._timeout,
-        )
+    def request_body(self, request: ModelRequest) -> dict[str, Any]:
+        return request_body(self._model, request)
+
+    def parse_reply(self, data: dict[str, Any], body: dict[str, Any]) -> ModelReply:
         return parse_reply(data, body)
 
 
@@ -113,7 +103,7 @@ def parse_reply(data: dict[str, Any], body: dict[str, Any]) -> ModelReply:
     """The ``ModelReply`` in a Messages response; ``body`` (the request) counts input tokens if usage is absent."""
     content = data.get("content")
     if not isinstance(content, list):
-        raise ModelError(f"the anthropic API answered without a content list (keys: {sorted(data)})")
+        raise ModelError(f"The anthropic API answered without a content list (keys: {sorted(data)})")
     texts: list[str] = []
     calls: list[ToolCall] = []
     for block in content:

@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 import httpx
 
-from browser_sessions.backends.local.planners.models.base import ModelError
+from browser_sessions.backends.local.planners.models.base import ModelError, ModelReply, ModelRequest
 
 log = logging.getLogger("browser_sessions.models")
 
@@ -164,3 +164,43 @@ def _short(text: str, limit: int) -> str:
     # collapse whitespace so an HTML error page from a proxy reads as one line
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+class HttpChatModel:
+    """A ``ChatModel`` over one provider's JSON API; subclasses give the wire format (``provider``,
+    ``headers``, ``request_body``, ``parse_reply``) and this class the call, its retries and errors."""
+
+    provider: str
+
+    def __init__(self, http: httpx.AsyncClient, *, model: str, url: str, timeout: float, retries: int) -> None:
+        self._http = http
+        self._model = model
+        self._url = url
+        self._timeout = timeout
+        self._retries = retries
+
+    @property
+    def name(self) -> str:
+        return f"{self.provider}:{self._model}"
+
+    def headers(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def request_body(self, request: ModelRequest) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def parse_reply(self, data: dict[str, Any], body: dict[str, Any]) -> ModelReply:
+        raise NotImplementedError
+
+    async def complete(self, request: ModelRequest) -> ModelReply:
+        body = self.request_body(request)
+        data = await post_json(
+            self._http,
+            self._url,
+            headers=self.headers(),
+            body=body,
+            provider=self.provider,
+            retries=self._retries,
+            timeout=self._timeout,
+        )
+        return self.parse_reply(data, body)

@@ -20,15 +20,17 @@ from browser_sessions.backends.local.planners.models.base import (
     UserText,
     estimate_tokens,
 )
-from browser_sessions.backends.local.planners.models.http import post_json
+from browser_sessions.backends.local.planners.models.http import HttpChatModel
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 UNPARSED = "_unparsed"  # the argument key holding a tool call's arguments that were not a JSON object
 
 
-class OpenAIModel:
+class OpenAIModel(HttpChatModel):
     """One chat-completions model. ``api_key`` None sends no ``Authorization`` header (local servers need none).
     When tools are given the model must call one (``tool_choice: required``)."""
+
+    provider = "openai"
 
     def __init__(
         self,
@@ -40,31 +42,20 @@ class OpenAIModel:
         timeout: float = 120.0,
         retries: int = 3,
     ) -> None:
-        self._http = http
-        self._model = model
+        url = (base_url or DEFAULT_BASE_URL).rstrip("/") + "/chat/completions"
+        super().__init__(http, model=model, url=url, timeout=timeout, retries=retries)
         self._api_key = api_key
-        self._url = (base_url or DEFAULT_BASE_URL).rstrip("/") + "/chat/completions"
-        self._timeout = timeout
-        self._retries = retries
 
-    @property
-    def name(self) -> str:
-        return f"openai:{self._model}"
-
-    async def complete(self, request: ModelRequest) -> ModelReply:
-        body = request_body(self._model, request)
+    def headers(self) -> dict[str, str]:
         headers = {"content-type": "application/json"}
         if self._api_key:
             headers["authorization"] = f"Bearer {self._api_key}"
-        data = await post_json(
-            self._http,
-            self._url,
-            headers=headers,
-            body=body,
-            provider="openai",
-            retries=self._retries,
-            timeout=self._timeout,
-        )
+        return headers
+
+    def request_body(self, request: ModelRequest) -> dict[str, Any]:
+        return request_body(self._model, request)
+
+    def parse_reply(self, data: dict[str, Any], body: dict[str, Any]) -> ModelReply:
         return parse_reply(data, body)
 
 
@@ -104,7 +95,7 @@ def parse_reply(data: dict[str, Any], body: dict[str, Any]) -> ModelReply:
     first = choices[0] if isinstance(choices, list) and choices else None
     message = first.get("message") if isinstance(first, dict) else None
     if not isinstance(first, dict) or not isinstance(message, dict):
-        raise ModelError(f"the openai API answered without choices[0].message (keys: {sorted(data)})")
+        raise ModelError(f"The openai API answered without choices[0].message (keys: {sorted(data)})")
     calls = tuple(_call(c) for c in message.get("tool_calls") or () if isinstance(c, dict))
     stop = first.get("finish_reason")
     return ModelReply(
