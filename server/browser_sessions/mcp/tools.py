@@ -78,8 +78,13 @@ async def _wait(ctx: Context[Any], backend: Backend, task: TaskResult, wait_seco
     question and the client can elicit, ask the user directly: an answer resumes the task (and the wait),
     a decline stops it, a cancel leaves the question for answer_guardrail."""
 
+    reported = 0
+
     async def progress(step: Step) -> None:
-        await ctx.report_progress(step.n, None, f"step {step.n}: {step.action}")
+        nonlocal reported
+        if step.n > reported:  # each wait below reports from the first step again
+            reported = step.n
+            await ctx.report_progress(step.n, None, f"step {step.n}: {step.action}")
 
     deadline = anyio.current_time() + wait_seconds
     while True:

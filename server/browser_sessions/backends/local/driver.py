@@ -183,7 +183,7 @@ class Driver:
         try:
             return await wait()
         finally:
-            with anyio.CancelScope(shield=True):  # the supervisor releases the lock after the task either way
+            with anyio.CancelScope(shield=True):  # the supervisor releases it when the task ends, cancelled or not
                 await self._session.page_lock.acquire()
             if scope is not None:
                 scope.deadline = anyio.current_time() + remaining

@@ -274,26 +274,25 @@ class LocalBackend:
 @asynccontextmanager
 async def open_local_backend(settings: Settings) -> AsyncIterator[LocalBackend]:
     """Start Playwright and Chromium, yield the engine, and on exit end every session and the browser."""
-    http = httpx.AsyncClient()
-    models = ModelChoice(configured_model(settings, http), sampling_only=wants_sampling(settings))
-    playwright = await async_playwright().start()
-    try:
-        browser, found = await launch(playwright, settings)
-        backend = LocalBackend(settings, playwright, browser, found, models)
+    async with httpx.AsyncClient() as http:  # the model providers' connections
+        models = ModelChoice(configured_model(settings, http), sampling_only=wants_sampling(settings))
+        playwright = await async_playwright().start()
         try:
-            async with anyio.create_task_group() as group:
-                backend._group = group
-                group.start_soon(backend._recover_forever)
-                try:
-                    yield backend
-                finally:
-                    with anyio.CancelScope(shield=True):
-                        await backend._shutdown()
-                    group.cancel_scope.cancel()
+            browser, found = await launch(playwright, settings)
+            backend = LocalBackend(settings, playwright, browser, found, models)
+            try:
+                async with anyio.create_task_group() as group:
+                    backend._group = group
+                    group.start_soon(backend._recover_forever)
+                    try:
+                        yield backend
+                    finally:
+                        with anyio.CancelScope(shield=True):
+                            await backend._shutdown()
+                        group.cancel_scope.cancel()
+            finally:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+                    await backend._browser.close()
         finally:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(10):
-                await backend._browser.close()
-    finally:
-        with anyio.CancelScope(shield=True):
-            await playwright.stop()
-            await http.aclose()
+            with anyio.CancelScope(shield=True):
+                await playwright.stop()
