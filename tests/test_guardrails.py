@@ -79,6 +79,26 @@ async def test_resume_false_stops_the_task_and_keeps_the_session(site: Site, scr
     assert len(scripted.requests) == 1
 
 
+async def test_control_stop_and_terminate_end_a_task_that_waits_for_an_answer(
+    site: Site, scripted: ScriptedModel
+) -> None:
+    scripted.script(Call("ask_human", {"question": QUESTION}), Call("ask_human", {"question": QUESTION}))
+    async with connect(**model_settings(scripted)) as client:
+        session = await call(client, "start_session")
+        sid = session["sessionId"]
+        first = await call(client, "send_task", sessionId=sid, taskDetails="Verify.", startingPoint=site.url("/verify"))
+        assert first["status"] == "guardrail_trigger"
+        await call(client, "control_session", sessionId=sid, action="stop")
+        stopped = await call(client, "get_task", sessionId=sid, taskId=first["taskId"], waitSeconds=10)
+        assert stopped["status"] == "failed" and stopped["error"]["code"] == "TASK_STOPPED", stopped
+        second = await call(client, "send_task", sessionId=sid, taskDetails="Verify again.")
+        assert second["status"] == "guardrail_trigger"
+        final = await call(client, "terminate", sessionId=sid)
+        assert final["status"] == "Terminated"
+        ended = await call(client, "get_task", sessionId=sid, taskId=second["taskId"])
+    assert ended["status"] == "failed" and ended["error"]["code"] == "TASK_STOPPED"
+
+
 async def test_an_unanswered_question_ends_the_session_after_the_inactivity_timeout(
     site: Site, scripted: ScriptedModel
 ) -> None:

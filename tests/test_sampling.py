@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from mcp.client.context import ClientRequestContext
-from mcp.types import CreateMessageRequestParams, CreateMessageResult, TextContent
+from mcp.types import CreateMessageRequestParams, CreateMessageResult, ErrorData, TextContent
 
 from tests.conftest import call, connect, model_settings
 from tests.scripted_model import Call, ScriptedModel, ref
@@ -79,3 +79,13 @@ async def test_model_sampling_uses_only_the_clients_model(site: Site, scripted: 
         task = await call(client, "run_task", taskDetails="What does it cost?", startingPoint=site.url("/shop"))
     assert task["model"] == "sampling:client-llm" and task["status"] == "task_completed"
     assert scripted.requests == []
+
+
+async def test_a_client_that_refuses_to_sample_fails_the_task_with_its_reason(site: Site) -> None:
+    async def refuse(context: ClientRequestContext, params: CreateMessageRequestParams) -> ErrorData:
+        return ErrorData(code=-1, message="the user declined the sampling request")
+
+    async with connect("legacy", callbacks={"sampling_callback": refuse}) as client:
+        task = await call(client, "run_task", taskDetails="What does it cost?", startingPoint=site.url("/shop"))
+    assert task["error"]["code"] == "MODEL_ERROR"
+    assert "the user declined the sampling request" in task["error"]["message"]

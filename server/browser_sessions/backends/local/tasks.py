@@ -166,6 +166,8 @@ class TaskRecord:
         if self.finished:
             return
         self.stop_reason = reason
+        if self.status == "guardrail_trigger":  # the question is void: waiters now wait for the failure
+            self.answered()
         if self.scope is not None:
             self.scope.cancel()
         else:
