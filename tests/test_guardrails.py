@@ -127,27 +127,51 @@ def elicitation(action: str, seen: list[str]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_elicitation_asks_the_user_mid_call_where_the_connection_allows(
+async def test_elicitation_asks_the_user_within_the_call_in_both_eras(
     site: Site, scripted: ScriptedModel, mode: str
 ) -> None:
+    # handshake era: elicitation/create mid-call; 2026-07-28: the call returns input_required with the
+    # question and the client retries it with the answer (the SDK client does both through one callback)
     verify_script(scripted)
     seen: list[str] = []
     async with connect(mode, callbacks=elicitation("accept", seen), **model_settings(scripted)) as client:
         task = await call(client, "run_task", taskDetails="Verify my account.", startingPoint=site.url("/verify"))
-        if mode == "legacy":  # the server asked the user and went on, all in one call
-            assert seen == [f"A browser task asks: {QUESTION}"]
-            assert task["status"] == "task_completed" and task["output"] == "verified", task
-        else:  # 2026-07-28 has no server-to-client requests: the caller answers
-            assert seen == []
-            assert task["status"] == "guardrail_trigger"
-            ids = {"sessionId": task["sessionId"], "taskId": task["taskId"]}
-            done = await call(client, "answer_guardrail", **ids, response="424242")
-            assert done["status"] == "task_completed"
+        listed = await call(client, "list_sessions", includeEnded=True)
+    assert seen == [f"A browser task asks: {QUESTION}"]
+    assert task["status"] == "task_completed" and task["output"] == "verified", task
+    assert len(listed["sessions"]) == 1  # the retried call did not start another session
+    assert len(scripted.requests) == 3
 
 
-async def test_a_declined_elicitation_stops_the_task(site: Site, scripted: ScriptedModel) -> None:
+async def test_a_client_without_elicitation_gets_the_question_back(site: Site, scripted: ScriptedModel) -> None:
+    verify_script(scripted)
+    async with connect(**model_settings(scripted)) as client:
+        task = await call(client, "run_task", taskDetails="Verify my account.", startingPoint=site.url("/verify"))
+        assert task["status"] == "guardrail_trigger" and task["guardrail"] == QUESTION
+        ids = {"sessionId": task["sessionId"], "taskId": task["taskId"]}
+        done = await call(client, "answer_guardrail", **ids, response="424242")
+    assert done["status"] == "task_completed"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_declined_elicitation_stops_the_task(site: Site, scripted: ScriptedModel, mode: str) -> None:
     scripted.script(Call("ask_human", {"question": "Buy it for $49.99?"}))
     seen: list[str] = []
-    async with connect("legacy", callbacks=elicitation("decline", seen), **model_settings(scripted)) as client:
+    async with connect(mode, callbacks=elicitation("decline", seen), **model_settings(scripted)) as client:
         task = await call(client, "run_task", taskDetails="Buy the keyboard.", startingPoint=site.url("/product"))
     assert seen and task["status"] == "failed" and task["error"]["code"] == "TASK_STOPPED"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_dismissed_elicitation_leaves_the_question_to_answer_guardrail(
+    site: Site, scripted: ScriptedModel, mode: str
+) -> None:
+    verify_script(scripted)
+    seen: list[str] = []
+    async with connect(mode, callbacks=elicitation("cancel", seen), **model_settings(scripted)) as client:
+        task = await call(client, "run_task", taskDetails="Verify my account.", startingPoint=site.url("/verify"))
+        assert seen == [f"A browser task asks: {QUESTION}"]  # asked once, not again and again
+        assert task["status"] == "guardrail_trigger", task
+        ids = {"sessionId": task["sessionId"], "taskId": task["taskId"]}
+        done = await call(client, "answer_guardrail", **ids, response="424242")
+    assert done["status"] == "task_completed"

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
-from mcp.types import CallToolResult, ToolAnnotations
+from mcp.types import CallToolResult, InputRequiredResult, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidatorFunctionWrapHandler, model_validator
 from pydantic_core import PydanticCustomError
 
@@ -25,6 +25,15 @@ from browser_sessions.errors import BrowserSessionsError, describe_validation
 from browser_sessions.mcp.replies import render
 
 Handler = Callable[..., Awaitable[BaseModel]]
+
+
+class NeedsInput(Exception):
+    """Raised by a handler that needs the client to ask the user first (2026-07-28 connections): the call
+    returns ``request`` and the client retries it with the answer."""
+
+    def __init__(self, request: InputRequiredResult) -> None:
+        super().__init__("input required")
+        self.request = request
 
 
 @dataclass(frozen=True)
@@ -56,13 +65,15 @@ def _strict(tool: Tool) -> None:
     tool.parameters = {**tool.parameters, "additionalProperties": False}
 
 
-def _wrap(handler: Handler) -> Callable[..., Awaitable[CallToolResult]]:
+def _wrap(handler: Handler) -> Callable[..., Awaitable[CallToolResult | InputRequiredResult]]:
     signature = inspect.signature(handler, eval_str=True)
 
     @functools.wraps(handler)
-    async def call(*args: Any, **kwargs: Any) -> CallToolResult:
+    async def call(*args: Any, **kwargs: Any) -> CallToolResult | InputRequiredResult:
         try:
             result = await handler(*args, **kwargs)
+        except NeedsInput as signal:
+            return signal.request
         except BrowserSessionsError as exc:
             raise ToolError(f"{exc.code}: {exc.message}") from exc
         except ValidationError as exc:

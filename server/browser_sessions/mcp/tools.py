@@ -5,16 +5,16 @@ Handlers return result models; errors are ``BrowserSessionsError``s; replies.py 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-from mcp.server.mcpserver import AcceptedElicitation, Context, DeclinedElicitation
-from mcp.types import ClientCapabilities, ElicitationCapability, ToolAnnotations
-from mcp_types.version import MODERN_PROTOCOL_VERSIONS
-from pydantic import BaseModel, Field
+from mcp.server.mcpserver import Context
+from mcp.types import ToolAnnotations
 
 from browser_sessions.backends.base import NO_CALLER, Backend, Caller
 from browser_sessions.mcp.app_state import app
+from browser_sessions.mcp.guardrails import ask_user, can_elicit, resumed_task
 from browser_sessions.mcp.params import (
     AvoidDomains,
     ControlAction,
@@ -51,10 +51,6 @@ from browser_sessions.models import (
 )
 
 
-class GuardrailReply(BaseModel):
-    answer: str = Field(description="Your answer to the task's question.")
-
-
 def _caller(ctx: Context[Any]) -> Caller:
     """The calling client's model, where its connection can sample (see sampling.py)."""
     session = ctx.request_context.session
@@ -63,20 +59,9 @@ def _caller(ctx: Context[Any]) -> Caller:
     return Caller(sampling=ClientSampling(session, timeout=app(ctx).settings.model_timeout))
 
 
-def _can_elicit(ctx: Context[Any]) -> bool:
-    """Asking the user mid-call needs a legacy connection whose client declared elicitation."""
-    session = ctx.request_context.session
-    return (
-        app(ctx).settings.guardrail_elicitation
-        and session.protocol_version not in MODERN_PROTOCOL_VERSIONS
-        and session.check_client_capability(ClientCapabilities(elicitation=ElicitationCapability()))
-    )
-
-
 async def _wait(ctx: Context[Any], backend: Backend, task: TaskResult, wait_seconds: float) -> TaskResult:
     """Wait for ``task`` up to ``wait_seconds``, reporting each step as MCP progress. When the task asks a
-    question and the client can elicit, ask the user directly: an answer resumes the task (and the wait),
-    a decline stops it, a cancel leaves the question for answer_guardrail."""
+    question and the client can elicit, the user is asked directly (guardrails.py) and the wait goes on."""
 
     reported = 0
 
@@ -90,16 +75,23 @@ async def _wait(ctx: Context[Any], backend: Backend, task: TaskResult, wait_seco
     while True:
         remaining = max(0.0, deadline - anyio.current_time())
         task = await backend.wait_task(task.session_id, task.task_id, remaining, progress)
-        if task.status != "guardrail_trigger" or remaining <= 0 or not _can_elicit(ctx):
+        if task.status != "guardrail_trigger" or remaining <= 0 or not can_elicit(ctx):
             return task
-        with anyio.move_on_after(app(ctx).settings.idle_timeout):
-            reply = await ctx.elicit(f"A browser task asks: {task.guardrail}", GuardrailReply)
-            if isinstance(reply, AcceptedElicitation):
-                task = await backend.answer_guardrail(task.session_id, task.task_id, reply.data.answer, True)
-                continue
-            if isinstance(reply, DeclinedElicitation):
-                return await backend.answer_guardrail(task.session_id, task.task_id, "", False)
-        return task
+        answered = await ask_user(ctx, backend, task)
+        if answered is None:
+            return task
+        task = answered
+
+
+TaskSender = Callable[[Backend], Awaitable[TaskResult]]
+
+
+async def _send_and_wait(ctx: Context[Any], send: TaskSender, wait_seconds: float) -> TaskResult:
+    """``send`` the task and wait for it; on the retry of a call that asked the user the task's question
+    (2026-07-28), apply the answer instead of sending again."""
+    backend = app(ctx).backend
+    task = await resumed_task(ctx, backend) or await send(backend)
+    return await _wait(ctx, backend, task, wait_seconds)
 
 
 async def start_session(
@@ -112,12 +104,15 @@ async def start_session(
     """Start an isolated browser session (its own cookies, storage and cache). With initialTask, run it
     and wait up to waitSeconds for its result; otherwise the session waits for send_task."""
     backend = app(ctx).backend
-    config = SessionConfig(profile_id=profileId, mode=mode, initial_task=initialTask)
-    started = await backend.start_session(config, _caller(ctx))
-    if started.task is None:
-        return started
-    task = await _wait(ctx, backend, started.task, waitSeconds)
-    state = await backend.get_session(started.session_id)
+    task = await resumed_task(ctx, backend)
+    if task is None:
+        config = SessionConfig(profile_id=profileId, mode=mode, initial_task=initialTask)
+        started = await backend.start_session(config, _caller(ctx))
+        if started.task is None:
+            return started
+        task = started.task
+    task = await _wait(ctx, backend, task, waitSeconds)
+    state = await backend.get_session(task.session_id)
     return SessionStarted(**state.model_dump(), task=task)
 
 
@@ -138,8 +133,7 @@ async def run_task(
     """Run one task in a fresh session that ends when the task ends; returns the result, or the running
     state after waitSeconds (then poll get_task or subscribe to the task's resource)."""
     spec = from_arguments(TaskSpec, {**locals(), "terminateOnCompletion": True})
-    backend = app(ctx).backend
-    return await _wait(ctx, backend, await backend.run_task(spec, profileId, _caller(ctx)), waitSeconds)
+    return await _send_and_wait(ctx, lambda backend: backend.run_task(spec, profileId, _caller(ctx)), waitSeconds)
 
 
 async def send_task(
@@ -159,14 +153,12 @@ async def send_task(
 ) -> TaskResult:
     """Queue a task in a live session (tasks run one at a time, in order) and wait up to waitSeconds."""
     spec = from_arguments(TaskSpec, locals())
-    backend = app(ctx).backend
-    return await _wait(ctx, backend, await backend.send_task(sessionId, spec, _caller(ctx)), waitSeconds)
+    return await _send_and_wait(ctx, lambda backend: backend.send_task(sessionId, spec, _caller(ctx)), waitSeconds)
 
 
 async def get_task(ctx: Context[Any], sessionId: SessionId, taskId: TaskId, waitSeconds: WaitSeconds = 0) -> TaskResult:
     """A task's status, steps and output; waits up to waitSeconds for it to finish."""
-    backend = app(ctx).backend
-    return await _wait(ctx, backend, await backend.get_task(sessionId, taskId), waitSeconds)
+    return await _send_and_wait(ctx, lambda backend: backend.get_task(sessionId, taskId), waitSeconds)
 
 
 async def answer_guardrail(
@@ -179,9 +171,9 @@ async def answer_guardrail(
 ) -> TaskResult:
     """Answer the question of a task in status guardrail_trigger (its result's guardrail field): it goes on
     with your response, or stops with resume=false. Then waits up to waitSeconds like get_task."""
-    backend = app(ctx).backend
-    task = await backend.answer_guardrail(sessionId, taskId, response, resume)
-    return await _wait(ctx, backend, task, waitSeconds)
+    return await _send_and_wait(
+        ctx, lambda backend: backend.answer_guardrail(sessionId, taskId, response, resume), waitSeconds
+    )
 
 
 async def get_session(ctx: Context[Any], sessionId: SessionId) -> SessionState:
