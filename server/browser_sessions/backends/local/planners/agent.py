@@ -8,6 +8,7 @@ input about the size of one snapshot.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -228,12 +229,12 @@ class AgentRun:
         value = call.arguments.get("output")
         raw = value if isinstance(value, str) else json.dumps(value)
         try:
+            if value is None:
+                raise OutputInvalid("done needs output: the result the task asks for.")
             if spec.output_type == "structured_json":
                 if isinstance(value, str):
-                    try:
+                    with contextlib.suppress(json.JSONDecodeError):  # a plain string: the schema decides
                         value = json.loads(value)
-                    except json.JSONDecodeError:
-                        raise OutputInvalid("The output is not JSON.") from None
                 assert isinstance(spec.output_schema, dict)
                 return check_json(value, spec.output_schema), None
             if spec.output_type == "structured_csv":
