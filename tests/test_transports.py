@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +20,7 @@ from mcp.client.subscriptions import ResourceUpdated
 from mcp.types import CreateMessageRequestParams, ResourceUpdatedNotification, TextResourceContents
 
 from tests.conftest import MODES, call
+from tests.processes import running
 from tests.site import Site
 from tests.test_sampling import sampling
 
@@ -117,35 +116,10 @@ async def test_stdio(mode: str, site: Site) -> None:
 
 @contextmanager
 def serve_process(transport: str, port: int, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``serve`` on 127.0.0.1:``port`` until the port accepts connections; always stop it afterwards."""
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [*SERVE, "--transport", transport, "--port", str(port)],
-            env={**os.environ, **child_env()},
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + STARTUP_SECONDS
-            while True:
-                if proc.poll() is not None:
-                    pytest.fail(f"serve exited with {proc.returncode}:\n{log_path.read_text()}")
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        pytest.fail(f"port {port} not open after {STARTUP_SECONDS} s:\n{log_path.read_text()}")
-                    time.sleep(0.05)
-            yield proc
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+    """``serve`` on 127.0.0.1:``port`` with the test settings."""
+    args = ["serve", "--transport", transport, "--port", str(port)]
+    with running(args, port, log_path, {**os.environ, **child_env()}) as proc:
+        yield proc
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""``browser-sessions``: serve (MCP over stdio, SSE or streamable HTTP), demo, doctor."""
+"""``browser-sessions``: serve (MCP over stdio, SSE or streamable HTTP), api (the cloud service's REST API on
+the local engine), demo, doctor."""
 
 from __future__ import annotations
 
@@ -34,6 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--idle-timeout", type=float, help="seconds before an idle session ends (default 300)")
     serve.add_argument("--max-sessions", type=int, help="live sessions at most (default 50)")
     serve.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+    api = commands.add_parser("api", help="serve the cloud browser-session REST API on the local engine")
+    api.add_argument("--host", help="bind address (default 127.0.0.1; BROWSER_SESSIONS_API_HOST)")
+    api.add_argument("--port", type=int, help="port (default 8080; BROWSER_SESSIONS_API_PORT)")
 
     commands.add_parser("demo", help="run the quickstart demo: a real task on a local demo shop")
     commands.add_parser("doctor", help="check the browser, versions and settings")
@@ -87,6 +92,30 @@ def serve(settings: Settings) -> int:
     return 0
 
 
+def api(host: str | None, port: int | None) -> int:
+    from browser_sessions.api.app import serve_api
+
+    flags: dict[str, Any] = {"api_host": host, "api_port": port}
+    settings = Settings(**{k: v for k, v in flags.items() if v is not None})
+    if not settings.api_key_list:
+        print(
+            "Refusing to start: no API key configured. Set BROWSER_SESSIONS_API_KEYS to the bearer keys clients "
+            "must send (comma-separated), e.g. BROWSER_SESSIONS_API_KEYS=$(openssl rand -hex 24).",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        chosen(settings)
+        anyio.run(serve_api, settings)
+    except InvalidInput as exc:
+        print(f"Cannot serve the API: {exc.message}", file=sys.stderr)
+        return 2
+    except BrowserUnavailable as exc:
+        print(f"Cannot serve the API: {exc.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
 async def _doctor(settings: Settings) -> int:
     print(f"browser-sessions {__version__} on Python {platform.python_version()} ({platform.platform()})")
     for package in ("mcp", "playwright", "pydantic", "anyio"):
@@ -127,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return serve(_settings(args))
+    if args.command == "api":
+        return api(args.host, args.port)
     if args.command == "doctor":
         return anyio.run(_doctor, Settings())
     from browser_sessions.demo import main as demo

@@ -15,6 +15,8 @@ turns these into tool errors. Task failures carry the same ``code`` in the task 
     ├── BrowserUnavailable              no Chromium found or it failed to start    INSTANCE_UNAVAILABLE
     ├── SessionLimitReached             max_sessions live already                   SESSION_LIMIT_REACHED
     ├── SessionBusy                     a task drives the page; step tools wait     TASK_RUNNING
+    ├── NotSupported                    the session's backend cannot do that        NOT_SUPPORTED
+    ├── RemoteServiceError              the cloud service refused or failed         (the service's code)
     └── TaskFailure                     a task ended in failure (carried in results)
         ├── TaskTimeout                 maxDuration passed                          TASK_TIMEOUT
         ├── TaskStopped                 control_session(stop) or session ended      TASK_STOPPED
@@ -87,6 +89,21 @@ class SessionLimitReached(BrowserSessionsError):
 
 class SessionBusy(BrowserSessionsError):
     code = "TASK_RUNNING"
+
+
+class NotSupported(BrowserSessionsError):
+    code = "NOT_SUPPORTED"
+
+
+class RemoteServiceError(BrowserSessionsError):
+    """What the remote service answered, with a code from its status: UNAUTHORIZED (401), INSUFFICIENT_BALANCE
+    (402), FORBIDDEN (403), NOT_FOUND (404), RATE_LIMIT_EXCEEDED (429), REMOTE_ERROR (5xx), REMOTE_UNREACHABLE
+    (no connection), OUTCOME_UNKNOWN (no answer to a request that creates something, which is therefore not
+    resent)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class TaskFailure(BrowserSessionsError):

@@ -253,6 +253,11 @@ class TabInfo(WireModel):
 class SessionState(WireModel):
     session_id: str
     backend: BackendName
+    tracked: bool = Field(
+        default=False,
+        description="True when this server tracks the state itself (the remote service has no session-state "
+        "endpoint): status and reasons are what this server saw and inferred.",
+    )
     status: SessionStatus
     reason: str = Field(description="Why the session is in its status.")
     paused: bool

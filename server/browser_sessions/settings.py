@@ -97,6 +97,44 @@ class Settings(BaseSettings):
         description="Ask the user through MCP elicitation when a task needs human input and the client can.",
     )
 
+    backend: Literal["local", "remote"] = Field(
+        default="local", description="Where sessions live unless start_session/run_task say otherwise."
+    )
+    remote_url: str | None = Field(
+        default=None, description="Base URL of the cloud browser-session service (or a `browser-sessions api`)."
+    )
+    remote_api_key: SecretStr | None = Field(default=None, description="Bearer key for the remote service.")
+    remote_dialect: Literal["initialTask", "task"] = Field(
+        default="initialTask",
+        description="Request names: initialTask (profileId, taskDetails, startingPoint) or task "
+        "(environmentId, prompt, startingUrl).",
+    )
+    remote_timeout: float = Field(
+        default=70.0, gt=0, description="Seconds one HTTP call to the service may take (it holds tasks 50 s)."
+    )
+    remote_poll_interval: float = Field(default=2.5, gt=0, description="Seconds between polls of a running task.")
+    remote_rate_limit: int = Field(
+        default=10, ge=1, description="Requests per 60 s the service allows (POST endpoints); the client keeps to it."
+    )
+    api_keys: str = Field(
+        default="", description="`browser-sessions api`: accepted bearer keys, comma-separated (required)."
+    )
+    api_host: str = Field(default="127.0.0.1", description="`browser-sessions api`: bind address.")
+    api_port: int = Field(default=8080, ge=0, le=65535, description="`browser-sessions api`: port.")
+    api_inline_wait: float = Field(
+        default=50.0, ge=0, le=300, description="`browser-sessions api`: seconds a task request is held before pollUrl."
+    )
+    api_rate_limit: int = Field(default=10, ge=1, description="`browser-sessions api`: POST requests per 60 s per key.")
+    api_faults: str = Field(
+        default="",
+        description="`browser-sessions api`, for tests: faults to inject, comma-separated FAULT[@PATH_PREFIX] "
+        "(429, 500, 503, stall:SECONDS, drop), each used once by the next matching request.",
+    )
+
+    @property
+    def api_key_list(self) -> list[str]:
+        return [key.strip() for key in self.api_keys.split(",") if key.strip()]
+
     @property
     def uploads(self) -> Path:
         return self.upload_dir or self.data_dir / "uploads"

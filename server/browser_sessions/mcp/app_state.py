@@ -7,7 +7,7 @@ from typing import Any
 
 from mcp.server.mcpserver import Context
 
-from browser_sessions.backends.base import Backend
+from browser_sessions.backends.router import BackendRouter
 from browser_sessions.mcp.notifications import Notifier
 from browser_sessions.settings import Settings
 
@@ -15,7 +15,7 @@ from browser_sessions.settings import Settings
 @dataclass(frozen=True)
 class AppState:
     settings: Settings
-    backend: Backend
+    backend: BackendRouter
     notifier: Notifier
 
 

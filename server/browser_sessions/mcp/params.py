@@ -77,3 +77,10 @@ GuardrailResponse = Annotated[
     ),
 ]
 Resume = Annotated[bool, Field(description="true: continue with the answer; false: stop the task.")]
+BackendChoice = Annotated[
+    Literal["local", "remote"] | None,
+    Field(
+        description="Where the session runs: local (this machine's browser) or remote (the cloud service); "
+        "default: the server's setting."
+    ),
+]

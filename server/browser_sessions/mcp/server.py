@@ -12,8 +12,7 @@ from mcp.server import MCPServer, NotificationOptions
 from mcp.server.subscriptions import InMemorySubscriptionBus
 
 from browser_sessions import __version__
-from browser_sessions.backends.base import Backend
-from browser_sessions.backends.local.engine import open_local_backend
+from browser_sessions.backends.router import BackendRouter, open_backends
 from browser_sessions.mcp.app_state import AppState
 from browser_sessions.mcp.browser_tools import BROWSER_TOOLS
 from browser_sessions.mcp.notifications import Notifier
@@ -39,9 +38,10 @@ browser-sessions gives you isolated browser sessions (own cookies, storage, cach
 - Drive a session yourself: browser_snapshot(sessionId) gives the page with refs like [e12]; browser_act(sessionId,
   action="click", ref="e12") acts and returns what changed. Refused while a task runs, unless it is paused.
 - Sessions idle for 5 minutes are terminated; terminate sessions you no longer need.
+- start_session/run_task take backend=local|remote where the server has both; step tools need local sessions.
 """
 
-BackendFactory = Callable[[Settings], AbstractAsyncContextManager[Backend]]
+BackendFactory = Callable[[Settings], AbstractAsyncContextManager[BackendRouter]]
 
 
 def build_server(
@@ -49,7 +49,7 @@ def build_server(
 ) -> MCPServer[AppState]:
     """A new server; each lifespan (per stdio connection, once per HTTP server) opens its own backend."""
     settings = settings or Settings()
-    factory = backend_factory or open_local_backend
+    factory = backend_factory or open_backends
     bus = InMemorySubscriptionBus()
 
     @asynccontextmanager

@@ -13,10 +13,12 @@ from mcp.server.mcpserver import Context
 from mcp.types import ToolAnnotations
 
 from browser_sessions.backends.base import NO_CALLER, Backend, Caller
+from browser_sessions.backends.router import BackendRouter
 from browser_sessions.mcp.app_state import app
 from browser_sessions.mcp.guardrails import ask_user, can_elicit, resumed_task
 from browser_sessions.mcp.params import (
     AvoidDomains,
+    BackendChoice,
     ControlAction,
     GuardrailResponse,
     IncludeEnded,
@@ -83,7 +85,7 @@ async def _wait(ctx: Context[Any], backend: Backend, task: TaskResult, wait_seco
         task = answered
 
 
-TaskSender = Callable[[Backend], Awaitable[TaskResult]]
+TaskSender = Callable[[BackendRouter], Awaitable[TaskResult]]
 
 
 async def _send_and_wait(ctx: Context[Any], send: TaskSender, wait_seconds: float) -> TaskResult:
@@ -99,20 +101,21 @@ async def start_session(
     profileId: ProfileId = None,
     mode: Mode = "default",
     initialTask: InitialTask = None,
+    backend: BackendChoice = None,
     waitSeconds: WaitSeconds = 50,
 ) -> SessionStarted:
     """Start an isolated browser session (its own cookies, storage and cache). With initialTask, run it
     and wait up to waitSeconds for its result; otherwise the session waits for send_task."""
-    backend = app(ctx).backend
-    task = await resumed_task(ctx, backend)
+    router = app(ctx).backend
+    task = await resumed_task(ctx, router)
     if task is None:
         config = SessionConfig(profile_id=profileId, mode=mode, initial_task=initialTask)
-        started = await backend.start_session(config, _caller(ctx))
+        started = await router.start_session(config, _caller(ctx), backend)
         if started.task is None:
             return started
         task = started.task
-    task = await _wait(ctx, backend, task, waitSeconds)
-    state = await backend.get_session(task.session_id)
+    task = await _wait(ctx, router, task, waitSeconds)
+    state = await router.get_session(task.session_id)
     return SessionStarted(**state.model_dump(), task=task)
 
 
@@ -128,12 +131,15 @@ async def run_task(
     outputType: OutputTypeParam = "text",
     outputSchema: OutputSchema = None,
     profileId: ProfileId = None,
+    backend: BackendChoice = None,
     waitSeconds: WaitSeconds = 50,
 ) -> TaskResult:
     """Run one task in a fresh session that ends when the task ends; returns the result, or the running
     state after waitSeconds (then poll get_task or subscribe to the task's resource)."""
     spec = from_arguments(TaskSpec, {**locals(), "terminateOnCompletion": True})
-    return await _send_and_wait(ctx, lambda backend: backend.run_task(spec, profileId, _caller(ctx)), waitSeconds)
+    return await _send_and_wait(
+        ctx, lambda router: router.run_task(spec, profileId, _caller(ctx), backend), waitSeconds
+    )
 
 
 async def send_task(
@@ -153,12 +159,12 @@ async def send_task(
 ) -> TaskResult:
     """Queue a task in a live session (tasks run one at a time, in order) and wait up to waitSeconds."""
     spec = from_arguments(TaskSpec, locals())
-    return await _send_and_wait(ctx, lambda backend: backend.send_task(sessionId, spec, _caller(ctx)), waitSeconds)
+    return await _send_and_wait(ctx, lambda router: router.send_task(sessionId, spec, _caller(ctx)), waitSeconds)
 
 
 async def get_task(ctx: Context[Any], sessionId: SessionId, taskId: TaskId, waitSeconds: WaitSeconds = 0) -> TaskResult:
     """A task's status, steps and output; waits up to waitSeconds for it to finish."""
-    return await _send_and_wait(ctx, lambda backend: backend.get_task(sessionId, taskId), waitSeconds)
+    return await _send_and_wait(ctx, lambda router: router.get_task(sessionId, taskId), waitSeconds)
 
 
 async def answer_guardrail(
@@ -172,7 +178,7 @@ async def answer_guardrail(
     """Answer the question of a task in status guardrail_trigger (its result's guardrail field): it goes on
     with your response, or stops with resume=false. Then waits up to waitSeconds like get_task."""
     return await _send_and_wait(
-        ctx, lambda backend: backend.answer_guardrail(sessionId, taskId, response, resume), waitSeconds
+        ctx, lambda router: router.answer_guardrail(sessionId, taskId, response, resume), waitSeconds
     )
 
 

@@ -19,7 +19,7 @@ from playwright.async_api import Page
 
 from browser_sessions.backends.local.policy import DomainPolicy
 from browser_sessions.backends.local.secrets import SecretVault
-from browser_sessions.backends.local.tasks import GuardrailAnswer, TaskRecord
+from browser_sessions.backends.tasks import GuardrailAnswer, TaskRecord
 from browser_sessions.errors import BrowserSessionsError, DomainBlocked, NavigationFailed, TaskStopped
 
 T = TypeVar("T")

@@ -30,6 +30,7 @@ from browser_sessions.backends.local.planners.model_choice import ModelChoice
 from browser_sessions.backends.local.planners.models.choose import configured_model, wants_sampling
 from browser_sessions.backends.local.session import LocalSession
 from browser_sessions.backends.local.views import session_state
+from browser_sessions.backends.tasks import wait_for
 from browser_sessions.errors import (
     BrowserUnavailable,
     InvalidInput,
@@ -154,22 +155,7 @@ class LocalBackend:
             raise TaskNotFound(session_id, task_id)
         if session.live:
             session.touch()
-        reported = len(task.steps) if on_step is None else 0
-        deadline = time.monotonic() + wait_seconds
-        while True:
-            changed = task.wait_changed()
-            if on_step is not None:
-                for step in task.steps[reported:]:
-                    await on_step(step)
-                reported = len(task.steps)
-            remaining = deadline - time.monotonic()
-            if task.finished and task.spec.terminate_on_completion and wait_seconds > 0:
-                with anyio.move_on_after(10):  # report the session's end together with its last task
-                    await session.wait_ended()
-            if task.settled or remaining <= 0:
-                return task.to_result(session.queue_position(task))
-            with anyio.move_on_after(remaining):
-                await changed.wait()
+        return await wait_for(task, session, wait_seconds, on_step)
 
     async def get_task(self, session_id: str, task_id: str) -> TaskResult:
         return await self.wait_task(session_id, task_id, 0)

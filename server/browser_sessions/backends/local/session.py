@@ -28,7 +28,7 @@ from browser_sessions.backends.local.policy import DomainPolicy
 from browser_sessions.backends.local.secrets import SecretVault
 from browser_sessions.backends.local.session_browser import SessionBrowser
 from browser_sessions.backends.local.task_execution import execute_task
-from browser_sessions.backends.local.tasks import GuardrailAnswer, TaskRecord, now
+from browser_sessions.backends.tasks import GuardrailAnswer, TaskRecord, now
 from browser_sessions.errors import BrowserLost, BrowserUnavailable, InvalidInput, SessionEnded, TaskStopped
 from browser_sessions.models import LIVE_STATUSES, SessionStatus, TaskSpec, Transition
 from browser_sessions.settings import Settings

@@ -15,7 +15,7 @@ from browser_sessions.backends.local.downloads import unique_name
 from browser_sessions.backends.local.driver import BlockedNavigation
 from browser_sessions.backends.local.policy import DomainPolicy
 from browser_sessions.backends.local.secrets import SecretVault
-from browser_sessions.backends.local.tasks import now
+from browser_sessions.backends.tasks import now
 from browser_sessions.errors import BrowserLost
 from browser_sessions.models import DownloadInfo
 from browser_sessions.settings import Settings

@@ -15,7 +15,7 @@ from browser_sessions.backends.local.planners.agent import AgentRun
 from browser_sessions.backends.local.planners.instruction_runner import run_lines
 from browser_sessions.backends.local.planners.instructions import Line, parse
 from browser_sessions.backends.local.planners.models.base import ChatModel
-from browser_sessions.backends.local.tasks import TaskRecord
+from browser_sessions.backends.tasks import TaskRecord
 from browser_sessions.errors import InstructionError, ModelRequired, TaskFailure, TaskTimeout
 
 if TYPE_CHECKING:

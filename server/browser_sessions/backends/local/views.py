@@ -6,7 +6,7 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from browser_sessions.backends.local.tasks import now
+from browser_sessions.backends.tasks import now
 from browser_sessions.models import SessionState, SessionUsage, TabInfo, TaskSummary
 
 if TYPE_CHECKING:

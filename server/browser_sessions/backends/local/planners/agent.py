@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from browser_sessions.backends.local.driver import Driver
-from browser_sessions.backends.local.outputs import check_csv, check_json
 from browser_sessions.backends.local.page.snapshot import Snapshot, take_snapshot
 from browser_sessions.backends.local.planners.agent_prompt import fence, new_nonce, system_prompt, task_message
 from browser_sessions.backends.local.planners.agent_tools import (
@@ -41,6 +40,7 @@ from browser_sessions.backends.local.planners.models.base import (
 from browser_sessions.backends.local.planners.replay import ReplayBuilder, replay_line
 from browser_sessions.backends.local.steps import act_on, dialog_info
 from browser_sessions.backends.local.views import tab_infos
+from browser_sessions.backends.output_checks import check_csv, check_json
 from browser_sessions.errors import (
     BrowserSessionsError,
     OutputInvalid,
@@ -51,7 +51,7 @@ from browser_sessions.errors import (
 
 if TYPE_CHECKING:
     from browser_sessions.backends.local.session import LocalSession
-    from browser_sessions.backends.local.tasks import TaskRecord
+    from browser_sessions.backends.tasks import TaskRecord
 
 MAX_TOKENS_PER_TURN = 8192
 OMITTED = "(the page at this point is omitted; the latest observation shows the current page)"

@@ -1,4 +1,5 @@
-"""A task's live record inside the local engine, and its wire view (``TaskResult``).
+"""A task's live record inside a backend, and its wire view (``TaskResult``): the local engine's tasks, and
+(with a few fields more, ``remote/records.py``) the tasks this server follows on the remote service.
 
 The record is mutable and owned by its session's supervisor; everything that leaves it goes through
 ``to_result``, and every text in it was redacted before it was stored.
@@ -10,10 +11,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 
+from browser_sessions.backends.base import StepListener
 from browser_sessions.backends.local.planners.models.base import ChatModel
 from browser_sessions.errors import InvalidInput, TaskFailure
 from browser_sessions.models import Planner, Replay, Step, TaskError, TaskResult, TaskSpec, TaskStatus, TaskUsage
@@ -89,11 +91,11 @@ class TaskRecord:
         self._changed = anyio.Event()
         self.on_change(self)
 
-    def begin(self, planner: Planner, model: str | None) -> None:
+    def begin(self, planner: Planner | None = None, model: str | None = None) -> None:
         self.status = "running"
         self.planner = planner
         self.model = model
-        self.started_at = now()
+        self.started_at = self.started_at or now()
         self.resume_clock()
         self.touch()
 
@@ -103,8 +105,14 @@ class TaskRecord:
             self._active_since = None
 
     def resume_clock(self) -> None:
-        if self._active_since is None:
+        """The clock runs while the task works: not once it is finished, nor while it waits for an answer."""
+        if self._active_since is None and not self.finished and self.status != "guardrail_trigger":
             self._active_since = time.monotonic()
+
+    def active_now(self) -> float:
+        """Seconds the task has worked so far."""
+        since = self._active_since
+        return self.active_seconds + (time.monotonic() - since if since is not None else 0.0)
 
     def add_step(self, action: str, url: str | None) -> Step:
         step = Step(n=len(self.steps) + 1, at=now(), action=action, url=url)
@@ -123,6 +131,10 @@ class TaskRecord:
         self.touch()
 
     def answer(self, response: str, resume: bool) -> None:
+        self.check_answerable(response, resume)
+        self.deliver(response, resume)
+
+    def check_answerable(self, response: str, resume: bool) -> None:
         if self.status != "guardrail_trigger":
             raise InvalidInput(
                 f"Task {self.task_id} is not waiting for an answer (its status is {self.status}); "
@@ -130,6 +142,9 @@ class TaskRecord:
             )
         if resume and not response.strip():
             raise InvalidInput("response is empty; write the answer to the task's question, or pass resume=false.")
+
+    def deliver(self, response: str, resume: bool) -> None:
+        """Wake the runner waiting in ``wait_answer``."""
         self._answer = GuardrailAnswer(resume, response)
         self._answered.set()
 
@@ -174,8 +189,6 @@ class TaskRecord:
             self.fail(reason.code, reason.message)
 
     def to_result(self, queue_position: int | None = None) -> TaskResult:
-        since = self._active_since
-        active = self.active_seconds + (time.monotonic() - since if since is not None else 0.0)
         return TaskResult(
             session_id=self.session_id,
             task_id=self.task_id,
@@ -188,7 +201,7 @@ class TaskRecord:
             guardrail=self.guardrail,
             replay=self.replay,
             usage=TaskUsage(
-                duration_ms=int(active * 1000),
+                duration_ms=int(self.active_now() * 1000),
                 steps=len(self.steps),
                 input_tokens=self.usage.input_tokens,
                 output_tokens=self.usage.output_tokens,
@@ -204,3 +217,35 @@ class TaskRecord:
             resource_uri=task_uri(self.session_id, self.task_id),
             output_uri=f"{task_uri(self.session_id, self.task_id)}/output" if self.status == "task_completed" else None,
         )
+
+
+class TaskHolder(Protocol):
+    """The session side of waiting for a task."""
+
+    def queue_position(self, task: TaskRecord) -> int | None: ...
+
+    async def wait_ended(self) -> None: ...
+
+
+async def wait_for(
+    task: TaskRecord, holder: TaskHolder, wait_seconds: float, on_step: StepListener | None
+) -> TaskResult:
+    """Wait up to ``wait_seconds`` for ``task`` to settle, calling ``on_step`` for each of its steps (from the
+    first) meanwhile; return its state either way. A finished task that ends its session
+    (terminateOnCompletion) is reported together with that end."""
+    reported = len(task.steps) if on_step is None else 0
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        changed = task.wait_changed()
+        if on_step is not None:
+            for step in task.steps[reported:]:
+                await on_step(step)
+            reported = len(task.steps)
+        remaining = deadline - time.monotonic()
+        if task.finished and task.spec.terminate_on_completion and wait_seconds > 0:
+            with anyio.move_on_after(10):
+                await holder.wait_ended()
+        if task.settled or remaining <= 0:
+            return task.to_result(holder.queue_position(task))
+        with anyio.move_on_after(remaining):
+            await changed.wait()
