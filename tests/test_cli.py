@@ -45,12 +45,14 @@ async def test_doctor_without_a_browser_says_what_to_do() -> None:
     assert "apt-get install" in output or "BROWSER_SESSIONS_BROWSER_PATH" in output
 
 
-async def test_a_model_setting_that_cannot_work_stops_serve_and_doctor_with_what_to_do() -> None:
+async def test_settings_that_cannot_work_stop_serve_and_doctor_with_what_to_do() -> None:
     with anyio.fail_after(60):
         serve = await run_cli("serve", BROWSER_SESSIONS_MODEL="gpt-4o")
+        remote = await run_cli("serve", BROWSER_SESSIONS_BACKEND="remote")
         doctor = await run_cli("doctor", BROWSER_SESSIONS_MODEL="anthropic:claude-sonnet-4-5", ANTHROPIC_API_KEY="")
     assert serve.returncode == 2
     assert "provider:model, e.g. anthropic:" in serve.stderr.decode()
+    assert remote.returncode == 2 and "BROWSER_SESSIONS_REMOTE_URL" in remote.stderr.decode()
     assert doctor.returncode == 1
     assert "needs ANTHROPIC_API_KEY" in doctor.stderr.decode()
 

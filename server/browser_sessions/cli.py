@@ -81,6 +81,8 @@ def serve(settings: Settings) -> int:
         return 2
     try:
         chosen(settings)
+        if settings.backend == "remote" and not settings.remote_url:
+            raise InvalidInput("BROWSER_SESSIONS_BACKEND=remote needs BROWSER_SESSIONS_REMOTE_URL (the service's URL).")
     except InvalidInput as exc:
         print(f"Cannot serve: {exc.message}", file=sys.stderr)
         return 2
