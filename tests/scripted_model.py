@@ -89,7 +89,14 @@ class Fail:
     headers: dict[str, str] = field(default_factory=dict)  # e.g. {"retry-after": "1"}
 
 
-Turn = Call | Say | Fail | Callable[[Received], "Turn"]
+@dataclass(frozen=True)
+class Raw:
+    """A 200 answer with exactly this body: a JSON value, or text sent as it is (e.g. a proxy's HTML page)."""
+
+    body: Any
+
+
+Turn = Call | Say | Fail | Raw | Callable[[Received], "Turn"]
 
 _ANTHROPIC_ERRORS = {
     400: "invalid_request_error",
@@ -131,8 +138,10 @@ class ScriptedModel:
             self.requests.append(received)
             turn: Turn = self._turns.popleft() if self._turns else Fail(500, "script exhausted")
             number = next(self._ids)
-        while not isinstance(turn, Call | Say | Fail):
+        while not isinstance(turn, Call | Say | Fail | Raw):
             turn = turn(received)
+        if isinstance(turn, Raw):
+            return 200, {}, turn.body
         if isinstance(turn, Fail):
             return turn.status, turn.headers, _error(api, turn)
         text = turn.text
@@ -205,9 +214,10 @@ def _handler(model: ScriptedModel) -> type[BaseHTTPRequestHandler]:
             self._send(*model.answer(api, headers, body))
 
         def _send(self, status: int, headers: dict[str, str], payload: Any) -> None:
-            data = json.dumps(payload).encode()
+            text = isinstance(payload, str)  # a Raw text body goes out as it is
+            data = (payload if text else json.dumps(payload)).encode()
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", "text/html" if text else "application/json")
             self.send_header("Content-Length", str(len(data)))
             for name, value in headers.items():
                 self.send_header(name, value)

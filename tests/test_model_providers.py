@@ -29,7 +29,7 @@ from browser_sessions.backends.local.planners.models.choose import configured_mo
 from browser_sessions.backends.local.planners.models.openai import OpenAIModel
 from browser_sessions.errors import InvalidInput
 from browser_sessions.settings import Settings
-from tests.scripted_model import Call, Fail, Received, Say, ScriptedModel, ref, serve_model
+from tests.scripted_model import Call, Fail, Raw, Received, Say, ScriptedModel, ref, serve_model
 
 KEY = "sk-test-CANARY-1234"
 CLICK = ToolSpec("click", "Click an element by ref.", {"type": "object", "properties": {"ref": {"type": "string"}}})
@@ -179,17 +179,8 @@ async def test_usage_is_estimated_when_omitted(provider: str, http: httpx.AsyncC
     assert usage.estimated and usage.input_tokens > 50 and usage.output_tokens > 0
 
 
-def mock_client(payload: Any) -> httpx.AsyncClient:
-    def answer(request: httpx.Request) -> httpx.Response:
-        if isinstance(payload, str):
-            return httpx.Response(200, text=payload)
-        return httpx.Response(200, json=payload)
-
-    return httpx.AsyncClient(transport=httpx.MockTransport(answer))
-
-
 @pytest.mark.anyio
-async def test_openai_odd_tool_calls() -> None:
+async def test_openai_odd_tool_calls(http: httpx.AsyncClient, scripted: ScriptedModel) -> None:
     message = {
         "role": "assistant",
         "content": None,
@@ -200,27 +191,27 @@ async def test_openai_odd_tool_calls() -> None:
     }
     usage = {"prompt_tokens": 7, "completion_tokens": 3}
     payload = {"choices": [{"message": message, "finish_reason": "tool_calls"}], "usage": usage}
-    async with mock_client(payload) as client:
-        reply = await OpenAIModel(client, model="m", base_url="http://model.test/v1").complete(REQUEST)
+    scripted.script(Raw(payload))
+    reply = await openai(http, scripted, retries=0).complete(REQUEST)
     broken, empty = reply.tool_calls
     assert broken.arguments == {"_unparsed": '{"ref": "e1"'} and broken.id.startswith("call_")
     assert (empty.id, empty.arguments) == ("x", {})
 
 
 @pytest.mark.anyio
-async def test_anthropic_usage_counts_cached_input() -> None:
+async def test_anthropic_usage_counts_cached_input(http: httpx.AsyncClient, scripted: ScriptedModel) -> None:
     usage = {"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 100, "cache_creation_input_tokens": 1}
     payload = {"content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}], "usage": usage}
-    async with mock_client(payload) as client:
-        reply = await AnthropicModel(client, model="m", api_key=KEY, base_url="http://model.test").complete(REQUEST)
+    scripted.script(Raw(payload))
+    reply = await anthropic(http, scripted, retries=0).complete(REQUEST)
     assert (reply.text, reply.usage.input_tokens, reply.usage.output_tokens) == ("ab", 111, 5)
 
 
 @pytest.mark.anyio
-async def test_a_non_json_success_is_a_model_error() -> None:
-    async with mock_client("<html>proxy login</html>") as client:
-        with pytest.raises(ModelError, match="other than a JSON object"):
-            await OpenAIModel(client, model="m", base_url="http://model.test/v1").complete(REQUEST)
+async def test_a_non_json_success_is_a_model_error(http: httpx.AsyncClient, scripted: ScriptedModel) -> None:
+    scripted.script(Raw("<html>proxy login</html>"))
+    with pytest.raises(ModelError, match="other than a JSON object"):
+        await openai(http, scripted, retries=0).complete(REQUEST)
 
 
 @pytest.mark.anyio
