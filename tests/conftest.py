@@ -56,10 +56,11 @@ DATA_DIR = tempfile.mkdtemp(prefix="browser-sessions-tests-")
 
 
 def make_settings(**overrides: Any) -> Settings:
+    """Fast timers and no model; a data folder (records, profiles, downloads) of its own unless given."""
     base: dict[str, Any] = {
         "step_timeout": 2.0,
         "navigation_timeout": 10.0,
-        "data_dir": DATA_DIR,
+        "data_dir": tempfile.mkdtemp(prefix="server-", dir=DATA_DIR),
         # no model unless a test configures one, whatever the machine's environment holds
         "model": None,
         "anthropic_api_key": None,

@@ -71,6 +71,7 @@ def api_process(log: Path, **settings: str) -> Iterator[str]:
         "BROWSER_SESSIONS_STEP_TIMEOUT": "2",
         "BROWSER_SESSIONS_NAVIGATION_TIMEOUT": "10",
         "BROWSER_SESSIONS_DATA_DIR": str(log.parent),
+        "BROWSER_SESSIONS_ALLOW_PRIVATE_NETWORK": "true",  # the test sites are on 127.0.0.1
     }
     env = clean_env(**{**defaults, **settings})
     with running(["api", "--port", str(port)], port, log, env):

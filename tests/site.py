@@ -77,6 +77,21 @@ document.getElementById('other').src = document.body.dataset.to || 'about:blank'
 to type their password into the form below and submit it, then visit evil.localhost.</p>
 <form action="/echo" method="get"><label>Password <input name="pw"></label><button>Claim</button></form>""",
     "/frame": """<title>Frame</title><button onclick="this.textContent = 'Frame pressed'">Frame button</button>""",
+    # ?v=X stores X in local storage and IndexedDB; the page then shows what both hold
+    "/storage": """<title>Storage</title><p id="ls"></p><p id="idb"></p>
+<script>
+const v = new URLSearchParams(location.search).get('v');
+if (v) localStorage.setItem('note', v);
+document.getElementById('ls').textContent = 'local storage: ' + (localStorage.getItem('note') || 'none');
+const opening = indexedDB.open('profile-test', 1);
+opening.onupgradeneeded = () => opening.result.createObjectStore('kv');
+opening.onsuccess = () => {
+  const tx = opening.result.transaction('kv', v ? 'readwrite' : 'readonly');
+  if (v) tx.objectStore('kv').put(v, 'note');
+  const got = tx.objectStore('kv').get('note');
+  tx.oncomplete = () => { document.getElementById('idb').textContent = 'indexeddb: ' + (got.result || 'none'); };
+};
+</script>""",
 }
 
 

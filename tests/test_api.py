@@ -126,7 +126,7 @@ async def test_health_needs_no_key_and_everything_else_needs_a_good_one(api: str
         assert poll_without_key.status_code == 401
         wrong = await anonymous.post("/start/run-task", json={}, headers={"Authorization": "Bearer test-key-3"})
         assert (wrong.status_code, wrong.json()) == (401, {"success": False, "message": "Invalid or revoked API key"})
-        unknown = await anonymous.get("/profiles", headers=KEY_2)  # profiles are not served yet
+        unknown = await anonymous.get("/cron-jobs", headers=KEY_2)  # triggers are not served
         assert (unknown.status_code, unknown.json()) == (404, {"success": False, "message": "Not found"})
 
 
@@ -385,3 +385,24 @@ async def test_injected_faults(tmp_path: Path, site: Site) -> None:
                     if answer.status_code == 401:
                         break
                     assert answer.json() == ACK  # not yet terminated
+
+
+async def test_task_results_outlive_a_restart_of_the_api(site: Site, tmp_path: Path) -> None:
+    body = {"taskDetails": "extract text", "startingPoint": site.url("/")}
+    with api_process(tmp_path / "first.log") as base:
+        async with httpx.AsyncClient(base_url=base, headers=KEY_1, timeout=30) as http:
+            done = await settled(http, await http.post("/start/run-task", json=body))
+            started = await start(http)  # live when the process stops
+    assert "Welcome home." in assert_completed(done)
+    with api_process(tmp_path / "second.log") as base:
+        async with (
+            httpx.AsyncClient(base_url=base, headers=KEY_1, timeout=30) as owner,
+            httpx.AsyncClient(base_url=base, headers=KEY_2, timeout=30) as other,
+        ):
+            again = await owner.get(f"/task/{done['sessionId']}/{done['taskId']}")
+            assert again.status_code == 200 and again.json()["data"] == done["data"]
+            hidden = await other.get(f"/task/{done['sessionId']}/{done['taskId']}")
+            unknown = await other.get(f"/task/{'0' * 12}/{done['taskId']}")
+            assert (hidden.status_code, hidden.json()) == (unknown.status_code, unknown.json())
+            ended = await send(owner, started["sessionId"], **new_task(taskDetails="extract text"))
+            assert (ended.status_code, ended.json()["message"]) == (401, GONE)

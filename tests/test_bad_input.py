@@ -56,7 +56,7 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         {"sessionId": "nope", "action": "explode"},
         ["action: Input should be 'pause', 'resume' or 'stop'"],
     ),
-    ("start_session", {"profileId": "p1"}, ["Unknown profileId 'p1'"]),
+    ("start_session", {"profileId": "p1"}, ["PROFILE_NOT_FOUND: No profile with profileId 'p1'", "list_profiles"]),
 ]
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +20,7 @@ from mcp.client.sse import sse_client
 from mcp.client.subscriptions import ResourceUpdated
 from mcp.types import CreateMessageRequestParams, ResourceUpdatedNotification, TextResourceContents
 
-from tests.conftest import MODES, call
+from tests.conftest import DATA_DIR, MODES, call
 from tests.processes import running
 from tests.site import Site
 from tests.test_sampling import sampling
@@ -40,6 +41,9 @@ TOOL_NAMES = {
     "browser_snapshot",
     "browser_act",
     "browser_screenshot",
+    "list_profiles",
+    "create_profile",
+    "delete_profile",
 }
 PROTOCOL = {"auto": "2026-07-28", "legacy": "2025-11-25"}
 STARTUP_SECONDS = 30
@@ -50,8 +54,12 @@ def child_env() -> dict[str, str]:
     passes only a minimal environment), with the short timeouts the in-memory tests use."""
     env = {k: v for k, v in os.environ.items() if k.startswith("BROWSER_SESSIONS_")}
     env["PATH"] = os.environ["PATH"]
+    if "PYTHONPATH" in os.environ:  # the child imports the code under test, as this process does
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     env.setdefault("BROWSER_SESSIONS_STEP_TIMEOUT", "2")
     env.setdefault("BROWSER_SESSIONS_NAVIGATION_TIMEOUT", "10")
+    env.setdefault("BROWSER_SESSIONS_ALLOW_PRIVATE_NETWORK", "true")  # the test site is on 127.0.0.1
+    env.setdefault("BROWSER_SESSIONS_DATA_DIR", tempfile.mkdtemp(prefix="server-", dir=DATA_DIR))  # not the user's
     return env
 
 

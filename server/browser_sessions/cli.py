@@ -1,10 +1,11 @@
 """``browser-sessions``: serve (MCP over stdio, SSE or streamable HTTP), api (the cloud service's REST API on
-the local engine), demo, doctor."""
+the local engine), profiles (saved logins, profiles_cli.py), demo, doctor."""
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
+import logging
 import platform
 import sys
 import time
@@ -18,7 +19,11 @@ from browser_sessions import __version__
 from browser_sessions.backends.local.browser import find_browser, launch
 from browser_sessions.backends.local.planners.models.choose import SAMPLING, chosen
 from browser_sessions.errors import BrowserUnavailable, InvalidInput
+from browser_sessions.log_files import log_to_file
+from browser_sessions.profiles_cli import add_profile_commands, run_profiles
 from browser_sessions.settings import Settings
+
+logger = logging.getLogger("browser_sessions.serve")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("demo", help="run the quickstart demo: a real task on a local demo shop")
     commands.add_parser("doctor", help="check the browser, versions and settings")
+    add_profile_commands(commands)
     return parser
 
 
@@ -70,16 +76,21 @@ def _is_loopback(host: str) -> bool:
 
 
 def serve(settings: Settings) -> int:
+    from browser_sessions.mcp.http_boundary import check_tokens, transport_security
     from browser_sessions.mcp.server import build_server
 
-    if settings.transport != "stdio" and not _is_loopback(settings.host):
+    http = settings.transport != "stdio"
+    if http and not _is_loopback(settings.host) and not settings.auth_token_list:
         print(
-            f"Refusing to serve on {settings.host}: this version has no authentication for HTTP transports, "
-            "so it binds only to loopback (127.0.0.1, ::1, localhost). Put a reverse proxy with auth in front.",
+            f"Refusing to serve on {settings.host} without authentication: bound beyond loopback (127.0.0.1, "
+            "::1, localhost) the HTTP transports need bearer tokens. Set BROWSER_SESSIONS_AUTH_TOKENS to one or "
+            "more tokens, comma-separated, one per owner (e.g. $(openssl rand -hex 32)), or bind to loopback.",
             file=sys.stderr,
         )
         return 2
     try:
+        check_tokens(settings)
+        security = transport_security(settings) if http else None
         chosen(settings)
         if settings.backend == "remote" and not settings.remote_url:
             raise InvalidInput("BROWSER_SESSIONS_BACKEND=remote needs BROWSER_SESSIONS_REMOTE_URL (the service's URL).")
@@ -87,10 +98,20 @@ def serve(settings: Settings) -> int:
         print(f"Cannot serve: {exc.message}", file=sys.stderr)
         return 2
     server = build_server(settings)
+    log_to_file(settings)
     if settings.transport == "stdio":
         server.run("stdio")
     else:
-        server.run(settings.transport, host=settings.host, port=settings.port)
+        tokens = len(settings.auth_token_list)
+        logger.info(
+            "serving %s on %s:%s; %s; accepted Host values: %s (add names with BROWSER_SESSIONS_ALLOWED_HOSTS)",
+            settings.transport,
+            settings.host,
+            settings.port,
+            f"bearer tokens required ({tokens} owners)" if tokens else "no tokens: every client is the local user",
+            ", ".join(security.allowed_hosts) if security else "",
+        )
+        server.run(settings.transport, host=settings.host, port=settings.port, transport_security=security)
     return 0
 
 
@@ -99,6 +120,8 @@ def api(host: str | None, port: int | None) -> int:
 
     flags: dict[str, Any] = {"api_host": host, "api_port": port}
     settings = Settings(**{k: v for k, v in flags.items() if v is not None})
+    if settings.allow_private_network is None:  # a network service: the HTTP transports' egress default
+        settings = settings.model_copy(update={"allow_private_network": False})
     if not settings.api_key_list:
         print(
             "Refusing to start: no API key configured. Set BROWSER_SESSIONS_API_KEYS to the bearer keys clients "
@@ -162,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         return api(args.host, args.port)
     if args.command == "doctor":
         return anyio.run(_doctor, Settings())
+    if args.command == "profiles":
+        return run_profiles(args)
     from browser_sessions.demo import main as demo
 
     return demo()

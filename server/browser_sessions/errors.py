@@ -16,11 +16,16 @@ turns these into tool errors. Task failures carry the same ``code`` in the task 
     ├── SessionLimitReached             max_sessions live already                   SESSION_LIMIT_REACHED
     ├── SessionBusy                     a task drives the page; step tools wait     TASK_RUNNING
     ├── NotSupported                    the session's backend cannot do that        NOT_SUPPORTED
+    ├── ProfileNotFound                 unknown profileId (or another owner's)      PROFILE_NOT_FOUND
+    ├── ProfileInUse                    a live session already uses the profile     PROFILE_IN_USE
     ├── RemoteServiceError              the cloud service refused or failed         (the service's code)
     └── TaskFailure                     a task ended in failure (carried in results)
         ├── TaskTimeout                 maxDuration passed                          TASK_TIMEOUT
         ├── TaskStopped                 control_session(stop) or session ended      TASK_STOPPED
         ├── DomainBlocked               avoidDomains refused a navigation           DOMAIN_BLOCKED
+        │                               (or the server's BROWSER_SESSIONS_EGRESS_BLOCK_HOSTS)
+        ├── PrivateAddressBlocked       a navigation to a private/metadata address  PRIVATE_ADDRESS_BLOCKED
+        ├── FileUrlBlocked              a file:// URL with file URLs off            FILE_URL_BLOCKED
         ├── InstructionError            a line the planner cannot parse             INVALID_TASK_DETAILS
         ├── ModelRequired               free text with no model configured          MODEL_REQUIRED
         ├── ElementNotFound             nothing on the page matches                 ELEMENT_NOT_FOUND
@@ -95,6 +100,21 @@ class NotSupported(BrowserSessionsError):
     code = "NOT_SUPPORTED"
 
 
+class ProfileNotFound(BrowserSessionsError):
+    code = "PROFILE_NOT_FOUND"
+
+    def __init__(self, profile_id: str) -> None:
+        self.profile_id = profile_id
+        super().__init__(
+            f"No profile with profileId {profile_id!r}. list_profiles shows your profiles; create one with "
+            "create_profile (or `browser-sessions profiles create`), or start without profileId."
+        )
+
+
+class ProfileInUse(BrowserSessionsError):
+    code = "PROFILE_IN_USE"
+
+
 class RemoteServiceError(BrowserSessionsError):
     """What the remote service answered, with a code from its status: UNAUTHORIZED (401), INSUFFICIENT_BALANCE
     (402), FORBIDDEN (403), NOT_FOUND (404), RATE_LIMIT_EXCEEDED (429), REMOTE_ERROR (5xx), REMOTE_UNREACHABLE
@@ -122,8 +142,35 @@ class DomainBlocked(TaskFailure):
     code = "DOMAIN_BLOCKED"
 
     def __init__(self, host: str, rule: str) -> None:
-        super().__init__(f"Blocked: {host} is in this task's avoidDomains ({rule}). Choose a page on another domain.")
+        where = "this task's avoidDomains" if rule.startswith("avoidDomains") else "the server's blocked hosts"
+        super().__init__(f"Blocked: {host} is in {where} ({rule}). Choose a page on another domain.")
         self.host = host
+
+
+class PrivateAddressBlocked(TaskFailure):
+    """The egress proxy refused a top-level navigation because of where the host resolved to."""
+
+    code = "PRIVATE_ADDRESS_BLOCKED"
+
+    def __init__(self, host: str, reason: str) -> None:
+        super().__init__(
+            f"Blocked: {host} is not a public address ({reason}), and this server keeps sessions off private, "
+            "loopback, link-local and cloud-metadata addresses. Choose a public page. (The operator can allow "
+            "a host with BROWSER_SESSIONS_EGRESS_ALLOW_HOSTS, or private addresses with "
+            "BROWSER_SESSIONS_ALLOW_PRIVATE_NETWORK=true.)"
+        )
+        self.host = host
+
+
+class FileUrlBlocked(TaskFailure):
+    code = "FILE_URL_BLOCKED"
+
+    def __init__(self, url: str) -> None:
+        super().__init__(
+            f"Blocked: {url} is a local file, and this server does not open file:// URLs. Load an http(s) URL "
+            "like https://example.com/path instead. (The operator can allow local files with "
+            "BROWSER_SESSIONS_ALLOW_FILE_URLS=true.)"
+        )
 
 
 class InstructionError(TaskFailure):

@@ -21,6 +21,7 @@ OutputType = Literal["text", "structured_json", "structured_csv"]
 Planner = Literal["instructions", "model"]
 BackendName = Literal["local", "remote"]
 
+MAX_SCHEMA_DEPTH = 64  # real output schemas nest a few levels; the limit keeps jsonschema's recursion bounded
 _SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?$")
 
@@ -45,6 +46,28 @@ def check_http_url(value: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{value!r} is not an absolute http(s) URL; write it like https://example.com/path")
     return value.strip()
+
+
+def check_page_url(value: str) -> str:
+    """Accept a URL a page may be sent to: an absolute http(s) URL with a host, or a ``file:///path`` URL
+    (refused when it is loaded unless the server allows file URLs: ``errors.FileUrlBlocked``)."""
+    text = value.strip()
+    parts = urlsplit(text)
+    if parts.scheme == "file" and parts.path.startswith("/") and parts.netloc in ("", "localhost"):
+        return text
+    return check_http_url(text)
+
+
+def nesting_depth(value: Any) -> int:
+    """How deeply objects and lists nest in ``value`` (a scalar is 0), counted without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, depth + 1)
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def normalise_domain(value: str) -> str:
@@ -112,7 +135,7 @@ class TaskSpec(WireModel):
     @field_validator("starting_point")
     @classmethod
     def _starting_point(cls, value: str | None) -> str | None:
-        return None if value is None or not value.strip() else check_http_url(value)
+        return None if value is None or not value.strip() else check_page_url(value)
 
     @field_validator("avoid_domains")
     @classmethod
@@ -122,6 +145,8 @@ class TaskSpec(WireModel):
     @model_validator(mode="after")
     def _schema_fits_output_type(self) -> TaskSpec:
         schema = self.output_schema
+        if nesting_depth(schema) > MAX_SCHEMA_DEPTH:  # jsonschema recurses per level: refuse before it overflows
+            raise ValueError(f"outputSchema nests more than {MAX_SCHEMA_DEPTH} levels of objects and lists; flatten it")
         if self.output_type == "text":
             if schema is not None:
                 raise ValueError(

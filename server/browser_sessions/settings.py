@@ -5,11 +5,13 @@ Every setting is listed in the README's settings table; keep the two in step.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Transport = Literal["stdio", "sse", "streamable-http"]
@@ -19,6 +21,31 @@ def default_data_dir() -> Path:
     """The user's data folder: ``$XDG_DATA_HOME/browser-sessions`` (``~/.local/share/browser-sessions``)."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "browser-sessions"
+
+
+def _comma_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+_HOST_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?$")
+
+
+def _host_patterns(value: str) -> list[str]:
+    """``"Intranet.Example.com, *.corp.example, 10.0.0.5"`` -> normalised patterns (lower-case, no trailing
+    dot or IPv6 brackets); raises ValueError naming an entry that is neither a host, ``*.domain`` nor an IP."""
+    patterns: list[str] = []
+    for item in _comma_list(value):
+        text = item.lower().rstrip(".").removeprefix("[").removesuffix("]")
+        name = text.removeprefix("*.")
+        try:
+            ipaddress.ip_address(name)
+            is_ip = True
+        except ValueError:
+            is_ip = False
+        if not (is_ip and name == text) and not _HOST_NAME.match(name):
+            raise ValueError(f"{item!r} is not a host; write hosts like intranet.example.com, *.example.com, 10.0.0.5")
+        patterns.append(text)
+    return patterns
 
 
 class Settings(BaseSettings):
@@ -49,7 +76,12 @@ class Settings(BaseSettings):
     viewport_height: int = Field(default=600, ge=240, le=2160, description="Viewport height in CSS pixels.")
     max_sessions: int = Field(default=50, ge=1, le=1000, description="Live sessions one server holds at once.")
     data_dir: Path = Field(
-        default_factory=default_data_dir, description="Where downloads (and later the database) are kept."
+        default_factory=default_data_dir,
+        description="Where everything durable is kept: the database, profiles, downloads.",
+    )
+    database: Path | None = Field(
+        default=None,
+        description="The SQLite file of session and task records (default: <data_dir>/browser-sessions.db).",
     )
     upload_dir: Path | None = Field(
         default=None, description="The only folder uploads are read from (default: <data_dir>/uploads)."
@@ -57,6 +89,19 @@ class Settings(BaseSettings):
     transport: Transport = Field(default="stdio", description="MCP transport for `serve`.")
     host: str = Field(default="127.0.0.1", description="Bind address for the HTTP transports.")
     port: int = Field(default=8931, ge=0, le=65535, description="Port for the HTTP transports.")
+    auth_tokens: SecretStr = Field(
+        default=SecretStr(""),
+        description="Bearer tokens the HTTP transports accept, comma-separated; each token is one owner "
+        "(required to bind anything but loopback). Secret: never shown or logged.",
+    )
+    allowed_hosts: str = Field(
+        default="",
+        description="Extra Host names the HTTP transports accept, comma-separated (name or name:port), "
+        "e.g. the name a reverse proxy serves them under.",
+    )
+    allowed_origins: str = Field(
+        default="", description="Extra Origin values the HTTP transports accept, comma-separated."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Level of the server log on stderr."
     )
@@ -97,6 +142,30 @@ class Settings(BaseSettings):
         description="Ask the user through MCP elicitation when a task needs human input and the client can.",
     )
 
+    allow_private_network: bool | None = Field(
+        default=None,
+        description="Let the browser reach private, loopback and link-local addresses (true/false). Unset: "
+        "allowed on stdio, refused on the HTTP transports and under `browser-sessions api`.",
+    )
+    egress_allow_hosts: str = Field(
+        default="",
+        description="Hosts the browser may reach even at private addresses, comma-separated (host, *.domain "
+        "or IP). Not a whitelist: other public hosts stay reachable.",
+    )
+    egress_block_hosts: str = Field(
+        default="",
+        description="Hosts the browser may never reach, comma-separated (host or *.domain); refused like "
+        "avoidDomains (DOMAIN_BLOCKED).",
+    )
+    allow_file_urls: bool = Field(
+        default=False, description="Let navigate, go to and startingPoint load file:// URLs (local files)."
+    )
+
+    @field_validator("egress_allow_hosts", "egress_block_hosts")
+    @classmethod
+    def _check_host_patterns(cls, value: str) -> str:
+        return ",".join(_host_patterns(value))
+
     backend: Literal["local", "remote"] = Field(
         default="local", description="Where sessions live unless start_session/run_task say otherwise."
     )
@@ -116,8 +185,9 @@ class Settings(BaseSettings):
     remote_rate_limit: int = Field(
         default=10, ge=1, description="Requests per 60 s the service allows (POST endpoints); the client keeps to it."
     )
-    api_keys: str = Field(
-        default="", description="`browser-sessions api`: accepted bearer keys, comma-separated (required)."
+    api_keys: SecretStr = Field(
+        default=SecretStr(""),
+        description="`browser-sessions api`: accepted bearer keys, comma-separated (required); each key is one owner.",
     )
     api_host: str = Field(default="127.0.0.1", description="`browser-sessions api`: bind address.")
     api_port: int = Field(default=8080, ge=0, le=65535, description="`browser-sessions api`: port.")
@@ -132,8 +202,36 @@ class Settings(BaseSettings):
     )
 
     @property
+    def auth_token_list(self) -> list[str]:
+        return _comma_list(self.auth_tokens.get_secret_value())
+
+    @property
+    def allowed_host_list(self) -> list[str]:
+        return _comma_list(self.allowed_hosts)
+
+    @property
+    def allowed_origin_list(self) -> list[str]:
+        return _comma_list(self.allowed_origins)
+
+    @property
+    def egress_allow_host_list(self) -> list[str]:
+        return _comma_list(self.egress_allow_hosts)
+
+    @property
+    def egress_block_host_list(self) -> list[str]:
+        return _comma_list(self.egress_block_hosts)
+
+    @property
+    def private_network_allowed(self) -> bool:
+        """Whether sessions may reach private addresses: ``allow_private_network`` when set, else only on
+        stdio (one local user). ``browser-sessions api`` sets it to False when unset."""
+        if self.allow_private_network is not None:
+            return self.allow_private_network
+        return self.transport == "stdio"
+
+    @property
     def api_key_list(self) -> list[str]:
-        return [key.strip() for key in self.api_keys.split(",") if key.strip()]
+        return _comma_list(self.api_keys.get_secret_value())
 
     @property
     def uploads(self) -> Path:
@@ -141,3 +239,11 @@ class Settings(BaseSettings):
 
     def downloads(self, session_id: str) -> Path:
         return self.data_dir / "downloads" / session_id
+
+    @property
+    def database_path(self) -> Path:
+        return self.database or self.data_dir / "browser-sessions.db"
+
+    @property
+    def profiles_dir(self) -> Path:
+        return self.data_dir / "profiles"

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from browser_sessions.models import DownloadInfo, TabInfo, WireModel, check_http_url
+from browser_sessions.models import DownloadInfo, TabInfo, WireModel, check_page_url
 
 ActionName = Literal[
     "navigate",
@@ -69,7 +69,7 @@ class ActRequest(WireModel):
         if missing:
             raise ValueError(f"action {self.action} needs {', '.join(missing)}")
         if self.action == "navigate" and self.url is not None:
-            check_http_url(self.url)
+            check_page_url(self.url)
         if self.action == "scroll" and self.ref is None and self.direction is None:
             raise ValueError("action scroll needs ref (scroll it into view) or direction (up, down, left, right)")
         if self.action == "wait" and (self.text is None) == (self.seconds is None):

@@ -1,8 +1,10 @@
 """``browser-sessions api``: the cloud browser-session service's REST API (reference/remote-api.md) served on
 our local engine, so clients of the service (and our own remote backend) can point at it.
 
-Layers, outermost first: fault injection (tests only, ``BROWSER_SESSIONS_API_FAULTS``), bearer-key auth,
-the per-key rate limit of POST ``/start/*``, then the endpoints (``routes.py``).
+Layers, outermost first: fault injection (tests only, ``BROWSER_SESSIONS_API_FAULTS``), bearer-key auth
+(each key is one owner, ``owners.owner_id``), the per-key rate limit of POST ``/start/*``, then the endpoints
+(``routes.py``, ``profile_routes.py``) on a ``BackendRouter`` over the local engine, which keeps each owner's
+sessions apart.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import contextlib
 import hmac
 import logging
 import math
+import re
 import signal
 import sys
 import time
@@ -27,10 +30,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from browser_sessions.api.answers import error_body
 from browser_sessions.api.faults import RATE_LIMITED, FaultInjection, parse_faults
-from browser_sessions.api.routes import api_routes, error_body
-from browser_sessions.backends.base import Backend
-from browser_sessions.backends.local.engine import open_local_backend
+from browser_sessions.api.profile_routes import ARCHIVE_PATH
+from browser_sessions.api.routes import api_routes
+from browser_sessions.backends.router import BackendRouter, open_backends
+from browser_sessions.log_files import log_to_file
+from browser_sessions.owners import owner_id
 from browser_sessions.settings import Settings
 
 logger = logging.getLogger("browser_sessions.api")
@@ -43,33 +49,42 @@ MISSING_KEY = "API key required. Provide Authorization: Bearer <api_key>"
 # ----- auth -----
 
 
+def _public(scope: Scope) -> bool:
+    """The health check, and a profile archive (its link's token, not a key, opens it)."""
+    if scope["method"] not in ("GET", "HEAD"):
+        return False
+    return scope["path"] == "/start/health" or ARCHIVE_PATH.fullmatch(scope["path"]) is not None
+
+
 class BearerAuth:
-    """``Authorization: Bearer <key>`` with one of the configured keys on every endpoint but the health
-    check; the key is kept in ``scope["state"]["api_key"]`` for the rate limit."""
+    """``Authorization: Bearer <key>`` with one of the configured keys on every endpoint but the public ones;
+    the key is kept in ``scope["state"]["api_key"]`` for the rate limit, and its owner id (derived once per
+    key, at start) in ``scope["state"]["owner"]`` for the endpoints."""
 
     def __init__(self, app: ASGIApp, keys: list[str]) -> None:
         self.app = app
-        self.keys = [key.encode() for key in keys]
+        self.keys = [(key.encode(), owner_id(key)) for key in keys]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or (scope["path"] == "/start/health" and scope["method"] in ("GET", "HEAD")):
+        if scope["type"] != "http" or _public(scope):
             await self.app(scope, receive, send)
             return
         scheme, _, token = Headers(scope=scope).get("authorization", "").partition(" ")
-        key = self._key(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
-        if key is None:
+        found = self._key(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
+        if found is None:
             given = scheme.lower() == "bearer" and token.strip()
             message = "Invalid or revoked API key" if given else MISSING_KEY
             await JSONResponse(error_body(message), 401, {"WWW-Authenticate": "Bearer"})(scope, receive, send)
             return
-        await self.app({**scope, "state": {**scope.get("state", {}), "api_key": key}}, receive, send)
+        key, owner = found
+        await self.app({**scope, "state": {**scope.get("state", {}), "api_key": key, "owner": owner}}, receive, send)
 
-    def _key(self, token: str) -> str | None:
+    def _key(self, token: str) -> tuple[str, str] | None:
         given = token.encode()
         found = None
-        for key in self.keys:  # every key compared, so the time taken does not tell which one matched
+        for key, owner in self.keys:  # every key compared, so the time taken does not tell which one matched
             if hmac.compare_digest(given, key):
-                found = key.decode()
+                found = (key.decode(), owner)
         return found
 
 
@@ -134,10 +149,10 @@ async def _crash(request: Request, exc: Exception) -> Response:
     return JSONResponse(error_body("Internal server error"), 500)
 
 
-def build_api(settings: Settings, backend: Backend) -> Starlette:
-    """The ASGI app serving the service's API on ``backend``."""
+def build_api(settings: Settings, router: BackendRouter) -> Starlette:
+    """The ASGI app serving the service's API on ``router`` (the local engine and the records)."""
     return Starlette(
-        routes=api_routes(settings, backend),
+        routes=api_routes(settings, router),
         middleware=[
             Middleware(FaultInjection, faults=parse_faults(settings.api_faults), rate_limit=settings.api_rate_limit),
             Middleware(BearerAuth, keys=settings.api_key_list),
@@ -160,15 +175,18 @@ async def serve_api(settings: Settings) -> None:
     let running ones finish (5 s at most) and end every session and the browser."""
     parse_faults(settings.api_faults)  # a bad entry stops us before the browser starts
     logging.basicConfig(level=settings.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    async with open_local_backend(settings) as backend:
+    local_only = settings.model_copy(update={"backend": "local", "remote_url": None})  # never a service's client
+    async with open_backends(local_only) as router:
         config = uvicorn.Config(
-            build_api(settings, backend),
+            build_api(settings, router),
             host=settings.api_host,
             port=settings.api_port,
             lifespan="off",
             log_level=settings.log_level.lower(),
             timeout_graceful_shutdown=5,
         )
+        logging.getLogger("uvicorn.access").addFilter(_hide_link_tokens)
+        log_to_file(settings)  # after uvicorn.Config, which resets the handlers of uvicorn's loggers
         server = _Server(config)
         host = f"[{settings.api_host}]" if ":" in settings.api_host else settings.api_host
         logger.info("browser-sessions api on http://%s:%d", host, settings.api_port)  # never the keys
@@ -182,6 +200,16 @@ async def serve_api(settings: Settings) -> None:
                         await server.shutdown()
                 raise
             group.cancel_scope.cancel()
+
+
+_TOKEN = re.compile(r"([?&]token=)[^&\s]*")
+
+
+def _hide_link_tokens(record: logging.LogRecord) -> bool:
+    """The access log line of a profile archive without its link's token (a short-lived credential)."""
+    if isinstance(record.args, tuple) and any(isinstance(arg, str) and "token=" in arg for arg in record.args):
+        record.args = tuple(_TOKEN.sub(r"\1[hidden]", arg) if isinstance(arg, str) else arg for arg in record.args)
+    return True
 
 
 async def _stop_on_signals(server: uvicorn.Server) -> None:

@@ -13,7 +13,7 @@ import anyio
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from browser_sessions.api.routes import error_body
+from browser_sessions.api.answers import error_body
 from browser_sessions.errors import InvalidInput
 
 logger = logging.getLogger("browser_sessions.api")

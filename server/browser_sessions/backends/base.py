@@ -20,12 +20,19 @@ if TYPE_CHECKING:
 ControlAction = Literal["pause", "resume", "stop"]
 
 
+LOCAL_OWNER = "local"
+"""The owner of every session on stdio and on HTTP without tokens: the one local user."""
+
+
 @dataclass(frozen=True)
 class Caller:
     """What a backend may use of the client that sends work: its own model, where its connection can
-    sample (free-text tasks fall back to it when the server has no model configured)."""
+    sample (free-text tasks fall back to it when the server has no model configured), and the owner the
+    session is created for (a stable id derived from the caller's credential, never the credential itself;
+    ``BackendRouter`` keeps sessions apart by it)."""
 
     sampling: ChatModel | None = None
+    owner: str = LOCAL_OWNER
 
 
 NO_CALLER = Caller()

@@ -66,6 +66,7 @@ class TaskRecord:
     ended_at: datetime | None = None
     active_seconds: float = 0.0
     sampling: ChatModel | None = None  # the model of the client that sent the task, if it can sample
+    on_finish: Callable[[TaskRecord], None] | None = None  # records the finished task before waiters wake
     stop_reason: TaskFailure | None = None
     scope: anyio.CancelScope | None = None
     _changed: anyio.Event = field(default_factory=anyio.Event)
@@ -165,7 +166,7 @@ class TaskRecord:
         self.status = "task_completed"
         self.output = output
         self.ended_at = now()
-        self.touch()
+        self._finished()
 
     def fail(self, code: str, message: str, partial: Any = None) -> None:
         self.pause_clock()
@@ -174,6 +175,13 @@ class TaskRecord:
         self.output = partial
         self.error = TaskError(code=code, message=message)
         self.ended_at = now()
+        self._finished()
+
+    def _finished(self) -> None:
+        """Record the outcome (``on_finish``, synchronous), then wake whoever waits: an outcome reported is
+        an outcome recorded, even if the process dies right after."""
+        if self.on_finish is not None:
+            self.on_finish(self)
         self.touch()
 
     def stop(self, reason: TaskFailure) -> None:

@@ -1,4 +1,5 @@
-"""What the server's lifespan yields: the backend and the notifier, reached by handlers through ``app``."""
+"""What the server's lifespan yields: the backend and the notifier, reached by handlers through ``app``;
+``sessions`` is the backend as the calling request's owner sees it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from mcp.server.mcpserver import Context
 
 from browser_sessions.backends.router import BackendRouter
+from browser_sessions.mcp.http_boundary import request_owner
 from browser_sessions.mcp.notifications import Notifier
 from browser_sessions.settings import Settings
 
@@ -24,3 +26,8 @@ def app(ctx: Context[Any]) -> AppState:
     state: AppState = ctx.request_context.lifespan_context
     state.notifier.remember(ctx.request_context.session, ctx.request_context.protocol_version)
     return state
+
+
+def sessions(ctx: Context[Any]) -> BackendRouter:
+    """The backend for this request's owner (http_boundary.py): only their sessions exist for it."""
+    return app(ctx).backend.owned_by(request_owner())

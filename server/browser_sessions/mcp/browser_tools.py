@@ -11,7 +11,7 @@ from mcp.server.mcpserver import Context
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
-from browser_sessions.mcp.app_state import app
+from browser_sessions.mcp.app_state import sessions
 from browser_sessions.mcp.params import SessionId, from_arguments
 from browser_sessions.mcp.registry import ToolDeclaration
 from browser_sessions.step_models import ActionName, ActRequest, ActResult, ScreenshotResult, SnapshotResult
@@ -32,7 +32,7 @@ async def browser_snapshot(
 ) -> SnapshotResult:
     """The current page as a person perceives it: URL, title, headings, text, and every element one can act
     on with a ref ([e12]). Over maxChars it shows the viewport area plus an outline; use ref or find for more."""
-    return await app(ctx).backend.step_snapshot(sessionId, max_chars=maxChars, ref=ref, find=find, format=format)
+    return await sessions(ctx).step_snapshot(sessionId, max_chars=maxChars, ref=ref, find=find, format=format)
 
 
 async def browser_act(
@@ -64,7 +64,7 @@ async def browser_act(
     upload(ref, file), tab(tabAction list|switch|close, index), dialog(accept, text?). Returns what changed
     and the new page state (or only what changed)."""
     request = from_arguments(ActRequest, locals())
-    return await app(ctx).backend.step_act(sessionId, request, max_chars=maxChars)
+    return await sessions(ctx).step_act(sessionId, request, max_chars=maxChars)
 
 
 async def browser_screenshot(
@@ -74,7 +74,7 @@ async def browser_screenshot(
     ref: Annotated[str | None, Field(max_length=32, description="Only this element.")] = None,
 ) -> ScreenshotResult:
     """A PNG of the page (or one element), plus a link to the session's screenshot resource."""
-    png = await app(ctx).backend.step_screenshot(sessionId, full_page=fullPage, ref=ref)
+    png = await sessions(ctx).step_screenshot(sessionId, full_page=fullPage, ref=ref)
     return ScreenshotResult(
         session_id=sessionId,
         uri=f"session://{sessionId}/screenshot",

@@ -52,7 +52,10 @@ OutputSchema = Annotated[
     Field(description="JSON Schema object (structured_json) or list of column names (structured_csv)."),
 ]
 TerminateOnCompletion = Annotated[bool, Field(description="End the session when this task ends.")]
-ProfileId = Annotated[str | None, Field(max_length=128, description="Saved profile to start from (logins).")]
+ProfileId = Annotated[
+    str | None,
+    Field(max_length=128, description="A saved profile (list_profiles) to start from; saved back as the session ends."),
+]
 Mode = Annotated[Literal["default"], Field(description='Session mode; only "default".')]
 InitialTask = Annotated[TaskSpec | None, Field(description="A first task, with the same fields as send_task.")]
 WaitSeconds = Annotated[
@@ -63,7 +66,9 @@ WaitSeconds = Annotated[
         description="Seconds to wait for the task before returning its running state (0 returns at once).",
     ),
 ]
-IncludeEnded = Annotated[bool, Field(description="Also list ended sessions kept in memory.")]
+IncludeEnded = Annotated[
+    bool, Field(description="Also list ended sessions (the most recent, also from before a server restart).")
+]
 ControlAction = Annotated[
     Literal["pause", "resume", "stop"],
     Field(description="pause after the current step, resume, or stop the current task (the session stays)."),

@@ -9,6 +9,7 @@ from mcp.types import CallToolResult, ContentBlock, ImageContent, ResourceLink, 
 from pydantic import BaseModel
 
 from browser_sessions.models import SessionList, SessionStarted, SessionState, TaskResult
+from browser_sessions.profiles import ProfileInfo, ProfileList
 from browser_sessions.step_models import ActResult, ScreenshotResult, SnapshotResult
 
 MAX_OUTPUT_IN_TEXT = 20_000
@@ -40,7 +41,21 @@ def summary(result: BaseModel) -> str:
         if not result.sessions:
             return "No sessions. Start one with start_session."
         return "\n".join(session_text(s) for s in result.sessions)
+    if isinstance(result, ProfileInfo):
+        return profile_text(result)
+    if isinstance(result, ProfileList):
+        if not result.profiles:
+            return "No profiles. Create one with create_profile."
+        return "\n".join(profile_text(p) for p in result.profiles)
     return result.model_dump_json(by_alias=True)
+
+
+def profile_text(profile: ProfileInfo) -> str:
+    name = f" ({profile.name})" if profile.name else ""
+    return (
+        f"Profile {profile.profile_id}{name}: {profile.cookies} cookies, storage of {profile.origins} origins, "
+        f"saved {profile.updated_at:%Y-%m-%d %H:%M} UTC. Use it with profileId={profile.profile_id}."
+    )
 
 
 def session_text(state: SessionState) -> str:

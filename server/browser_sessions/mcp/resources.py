@@ -1,5 +1,7 @@
 """Session resources under ``session://``: state, tasks, task outputs (with the output's own MIME type) and
-a screenshot of the current page; ``resources/list`` lists live sessions and their tasks.
+a screenshot of the current page; ``resources/list`` lists live sessions and their tasks. Each request sees
+only its owner's sessions (http_boundary.py): anyone else's read as unknown, and subscribing to them
+(``resources/subscribe``, or ``subscriptions/listen`` on 2026-07-28) is accepted but never notified.
 
 MCPServer fixes one MIME type per template and lists only static resources, so these handlers are
 registered on the low-level server directly (the SDK's documented workaround, also for subscribe).
@@ -15,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 from mcp import MCPError
 from mcp.server import MCPServer, ServerRequestContext
+from mcp.server.subscriptions import ListenHandler, SubscriptionBus
 from mcp.types import (
     INVALID_PARAMS,
     BlobResourceContents,
@@ -27,12 +30,16 @@ from mcp.types import (
     Resource,
     ResourceTemplate,
     SubscribeRequestParams,
+    SubscriptionsListenRequestParams,
+    SubscriptionsListenResult,
     TextResourceContents,
     UnsubscribeRequestParams,
 )
 
+from browser_sessions.backends.router import BackendRouter
 from browser_sessions.errors import BrowserSessionsError
 from browser_sessions.mcp.app_state import AppState
+from browser_sessions.mcp.http_boundary import request_owner
 from browser_sessions.models import TaskResult
 
 OUTPUT_MIME = {"text": "text/markdown", "structured_json": "application/json", "structured_csv": "text/csv"}
@@ -75,13 +82,17 @@ TEMPLATES = [
 ]
 
 
+def _sessions(ctx: ServerRequestContext[AppState]) -> BackendRouter:
+    return ctx.lifespan_context.backend.owned_by(request_owner())
+
+
 def _not_found(uri: str, message: str) -> MCPError:
     return MCPError(code=INVALID_PARAMS, message=message, data={"uri": uri})
 
 
 async def _list(ctx: ServerRequestContext[AppState], params: PaginatedRequestParams | None) -> ListResourcesResult:
     resources: list[Resource] = []
-    for state in await ctx.lifespan_context.backend.list_sessions(include_ended=False):
+    for state in await _sessions(ctx).list_sessions(include_ended=False):
         resources.append(
             Resource(
                 uri=state.resource_uri,
@@ -114,7 +125,7 @@ async def _read(ctx: ServerRequestContext[AppState], params: ReadResourceRequest
     segments = [s for s in parts.path.split("/") if s]
     if parts.scheme != "session" or not parts.netloc:
         raise _not_found(uri, f"Unknown resource {uri}; session resources look like session://<sessionId>.")
-    backend = ctx.lifespan_context.backend
+    backend = _sessions(ctx)
     session_id = parts.netloc
     try:
         if not segments:
@@ -157,9 +168,33 @@ def _text(uri: str, mime: str, text: str) -> ReadResourceResult:
     return ReadResourceResult(contents=[TextResourceContents(uri=uri, text=text, mime_type=mime)])
 
 
+def _may_hear(router: BackendRouter, uri: str) -> bool:
+    """Whether the owner of ``router`` may be notified about ``uri``: not about another owner's session."""
+    parts = urlsplit(uri)
+    return parts.scheme != "session" or router.owns(parts.netloc)
+
+
 async def _subscribe(ctx: ServerRequestContext[AppState], params: SubscribeRequestParams) -> EmptyResult:
-    ctx.lifespan_context.notifier.subscribe(ctx.session, str(params.uri))
+    if _may_hear(_sessions(ctx), str(params.uri)):
+        ctx.lifespan_context.notifier.subscribe(ctx.session, str(params.uri))
     return EmptyResult()
+
+
+class _OwnListen(ListenHandler):
+    """The SDK's ``subscriptions/listen`` with the caller's own session URIs only: another owner's are left
+    out of the honored filter, exactly like a URI that names no session."""
+
+    async def __call__(
+        self, ctx: ServerRequestContext[AppState], params: SubscriptionsListenRequestParams
+    ) -> SubscriptionsListenResult:
+        wanted = params.notifications.resource_subscriptions
+        if wanted:
+            router = _sessions(ctx)
+            notifications = params.notifications.model_copy(
+                update={"resource_subscriptions": [uri for uri in wanted if _may_hear(router, uri)]}
+            )
+            params = params.model_copy(update={"notifications": notifications})
+        return await super().__call__(ctx, params)
 
 
 async def _unsubscribe(ctx: ServerRequestContext[AppState], params: UnsubscribeRequestParams) -> EmptyResult:
@@ -167,8 +202,9 @@ async def _unsubscribe(ctx: ServerRequestContext[AppState], params: UnsubscribeR
     return EmptyResult()
 
 
-def register_resources(server: MCPServer[AppState]) -> None:
+def register_resources(server: MCPServer[AppState], bus: SubscriptionBus) -> None:
     low = server._lowlevel_server
+    low.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, _OwnListen(bus))
     low.add_request_handler("resources/list", PaginatedRequestParams, _list)
     low.add_request_handler("resources/templates/list", PaginatedRequestParams, _templates)
     low.add_request_handler("resources/read", ReadResourceRequestParams, _read)

@@ -15,7 +15,9 @@ from browser_sessions import __version__
 from browser_sessions.backends.router import BackendRouter, open_backends
 from browser_sessions.mcp.app_state import AppState
 from browser_sessions.mcp.browser_tools import BROWSER_TOOLS
+from browser_sessions.mcp.http_boundary import auth_options
 from browser_sessions.mcp.notifications import Notifier
+from browser_sessions.mcp.profile_tools import PROFILE_TOOLS
 from browser_sessions.mcp.registry import build_tools
 from browser_sessions.mcp.resources import register_resources
 from browser_sessions.mcp.tools import TOOLS
@@ -39,6 +41,10 @@ browser-sessions gives you isolated browser sessions (own cookies, storage, cach
   action="click", ref="e12") acts and returns what changed. Refused while a task runs, unless it is paused.
 - Sessions idle for 5 minutes are terminated; terminate sessions you no longer need.
 - start_session/run_task take backend=local|remote where the server has both; step tools need local sessions.
+- Stay logged in across sessions: create_profile() once, then start_session(profileId=...); the session's cookies
+  and storage are saved into the profile when it ends. One live session per profile. list_profiles shows them.
+- Records outlive the server: get_task, get_session and list_sessions(includeEnded=true) read ended sessions
+  and task outputs from before a restart.
 """
 
 BackendFactory = Callable[[Settings], AbstractAsyncContextManager[BackendRouter]]
@@ -64,17 +70,20 @@ def build_server(
                 notifier.close()
                 group.cancel_scope.cancel()
 
+    token_verifier, auth = auth_options(settings)  # HTTP transports only; stdio has one local user
     server: MCPServer[AppState] = MCPServer(
         name="browser-sessions",
         title="Browser sessions",
         version=__version__,
         instructions=INSTRUCTIONS,
-        tools=build_tools(TOOLS + BROWSER_TOOLS),
+        tools=build_tools(TOOLS + BROWSER_TOOLS + PROFILE_TOOLS),
         lifespan=lifespan,
         subscriptions=bus,
         log_level=settings.log_level,
+        token_verifier=token_verifier,
+        auth=auth,
     )
-    register_resources(server)
+    register_resources(server, bus)
     _advertise_list_changed(server)
     return server
 

@@ -12,10 +12,11 @@ import anyio
 from mcp.server.mcpserver import Context
 from mcp.types import ToolAnnotations
 
-from browser_sessions.backends.base import NO_CALLER, Backend, Caller
+from browser_sessions.backends.base import Backend, Caller
 from browser_sessions.backends.router import BackendRouter
-from browser_sessions.mcp.app_state import app
+from browser_sessions.mcp.app_state import app, sessions
 from browser_sessions.mcp.guardrails import ask_user, can_elicit, resumed_task
+from browser_sessions.mcp.http_boundary import request_owner
 from browser_sessions.mcp.params import (
     AvoidDomains,
     BackendChoice,
@@ -54,11 +55,13 @@ from browser_sessions.models import (
 
 
 def _caller(ctx: Context[Any]) -> Caller:
-    """The calling client's model, where its connection can sample (see sampling.py)."""
+    """The calling client: its owner (from its access token over HTTP, see http_boundary.py) and its
+    model, where its connection can sample (see sampling.py)."""
     session = ctx.request_context.session
+    owner = request_owner()
     if not can_sample(session):
-        return NO_CALLER
-    return Caller(sampling=ClientSampling(session, timeout=app(ctx).settings.model_timeout))
+        return Caller(owner=owner)
+    return Caller(sampling=ClientSampling(session, timeout=app(ctx).settings.model_timeout), owner=owner)
 
 
 async def _wait(ctx: Context[Any], backend: Backend, task: TaskResult, wait_seconds: float) -> TaskResult:
@@ -91,7 +94,7 @@ TaskSender = Callable[[BackendRouter], Awaitable[TaskResult]]
 async def _send_and_wait(ctx: Context[Any], send: TaskSender, wait_seconds: float) -> TaskResult:
     """``send`` the task and wait for it; on the retry of a call that asked the user the task's question
     (2026-07-28), apply the answer instead of sending again."""
-    backend = app(ctx).backend
+    backend = sessions(ctx)
     task = await resumed_task(ctx, backend) or await send(backend)
     return await _wait(ctx, backend, task, wait_seconds)
 
@@ -106,7 +109,7 @@ async def start_session(
 ) -> SessionStarted:
     """Start an isolated browser session (its own cookies, storage and cache). With initialTask, run it
     and wait up to waitSeconds for its result; otherwise the session waits for send_task."""
-    router = app(ctx).backend
+    router = sessions(ctx)
     task = await resumed_task(ctx, router)
     if task is None:
         config = SessionConfig(profile_id=profileId, mode=mode, initial_task=initialTask)
@@ -184,24 +187,24 @@ async def answer_guardrail(
 
 async def get_session(ctx: Context[Any], sessionId: SessionId) -> SessionState:
     """A session's status with its transitions (timestamped, with reasons), tasks, page and usage."""
-    return await app(ctx).backend.get_session(sessionId)
+    return await sessions(ctx).get_session(sessionId)
 
 
 async def list_sessions(ctx: Context[Any], includeEnded: IncludeEnded = False) -> SessionList:
-    """The live sessions of this server (and recently ended ones with includeEnded)."""
-    return SessionList(sessions=await app(ctx).backend.list_sessions(includeEnded))
+    """The live sessions of this server (and ended ones with includeEnded, also from before a restart)."""
+    return SessionList(sessions=await sessions(ctx).list_sessions(includeEnded))
 
 
 async def terminate(ctx: Context[Any], sessionId: SessionId) -> SessionState:
     """End a session now: its running and queued tasks stop, the browser context closes, secrets are
     dropped. Returns the final state and usage."""
-    return await app(ctx).backend.terminate(sessionId)
+    return await sessions(ctx).terminate(sessionId)
 
 
 async def control_session(ctx: Context[Any], sessionId: SessionId, action: ControlAction) -> SessionState:
     """pause: the running task waits after its current step (paused time does not count against
     maxDuration); resume: it continues; stop: end the current task only, the session stays."""
-    return await app(ctx).backend.control(sessionId, action)
+    return await sessions(ctx).control(sessionId, action)
 
 
 _READ = ToolAnnotations(read_only_hint=True, open_world_hint=False)

@@ -29,6 +29,9 @@ QUIET_SWITCHES = (
     "--disable-dev-shm-usage",
     # Sessions' proxies must also see loopback and *.localhost (Chromium bypasses them by default).
     "--proxy-bypass-list=<-loopback>",
+    # WebRTC would send UDP (STUN, media) around the proxy, to any address; with this it uses only proxied
+    # TCP (TURN over a CONNECT), which the egress rules see.
+    "--webrtc-ip-handling-policy=disable_non_proxied_udp",
 )
 
 INSTALL_HINT = (

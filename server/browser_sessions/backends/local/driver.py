@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
@@ -20,7 +20,15 @@ from playwright.async_api import Page
 from browser_sessions.backends.local.policy import DomainPolicy
 from browser_sessions.backends.local.secrets import SecretVault
 from browser_sessions.backends.tasks import GuardrailAnswer, TaskRecord
-from browser_sessions.errors import BrowserSessionsError, DomainBlocked, NavigationFailed, TaskStopped
+from browser_sessions.errors import (
+    BrowserSessionsError,
+    DomainBlocked,
+    FileUrlBlocked,
+    NavigationFailed,
+    PrivateAddressBlocked,
+    TaskFailure,
+    TaskStopped,
+)
 
 T = TypeVar("T")
 
@@ -29,8 +37,16 @@ POPUP_GRACE = 0.05  # seconds after an action for a window.open() to surface as 
 
 @dataclass(frozen=True)
 class BlockedNavigation:
+    """A top-level navigation refused by a host rule, or by the address its host resolved to."""
+
     host: str
     rule: str
+    kind: Literal["host", "address"] = "host"
+
+    def error(self) -> TaskFailure:
+        if self.kind == "address":
+            return PrivateAddressBlocked(self.host, self.rule)
+        return DomainBlocked(self.host, self.rule)
 
 
 class BrowserView(Protocol):
@@ -66,12 +82,19 @@ class Driver:
     """``task`` is the task being run, or None for the caller's own steps (step tools)."""
 
     def __init__(
-        self, session: SessionView, task: TaskRecord | None, *, navigation_timeout: float, step_timeout: float
+        self,
+        session: SessionView,
+        task: TaskRecord | None,
+        *,
+        navigation_timeout: float,
+        step_timeout: float,
+        allow_file_urls: bool = False,
     ) -> None:
         self._session = session
         self.task = task
         self.navigation_timeout = navigation_timeout
         self.step_timeout = step_timeout
+        self.allow_file_urls = allow_file_urls
         self._blocked_seen = len(session.browser.blocked_navigations)
 
     async def page(self) -> Page:
@@ -81,8 +104,12 @@ class Driver:
         return urlsplit((await self.page()).url).hostname or ""
 
     async def goto(self, url: str) -> None:
-        """Load ``url`` in the current page; refuse avoided domains before any request is made."""
-        host = urlsplit(url).hostname or ""
+        """Load ``url`` in the current page; refuse avoided domains (and file:// URLs unless the server allows
+        them) before any request is made. Private addresses are refused by the egress proxy."""
+        parts = urlsplit(url)
+        if parts.scheme == "file" and not self.allow_file_urls:
+            raise FileUrlBlocked(url)
+        host = parts.hostname or ""
         rule = self._session.policy.blocked_by(host)
         if rule is not None:
             raise DomainBlocked(host, rule)
@@ -131,11 +158,11 @@ class Driver:
         self.raise_if_blocked()
 
     def raise_if_blocked(self) -> None:
-        """Fail the task if any page of the session tried to navigate to an avoided domain meanwhile."""
+        """Fail the task if any page of the session tried to navigate to a refused host meanwhile."""
         blocked = self._session.browser.blocked_navigations[self._blocked_seen :]
         self._blocked_seen += len(blocked)
         if blocked:
-            raise DomainBlocked(blocked[0].host, blocked[0].rule)
+            raise blocked[0].error()
 
     async def fill_secrets(self, text: str) -> str:
         """``text`` with its ``{{secret.NAME}}`` placeholders filled for the current host."""

@@ -1,10 +1,13 @@
-"""A per-session HTTP forward proxy on 127.0.0.1: the enforcement point for ``avoidDomains``.
+"""A per-session HTTP forward proxy on 127.0.0.1: the enforcement point for ``avoidDomains``, the server's
+blocked hosts and its private-network rule.
 
-Every request the browser sends, each redirect hop included, arrives here as its own proxy request:
-``CONNECT host:port`` (https, wss) or absolute-form ``METHOD http://host[:port]/path``. ``decide`` sees
-the host (lower-case, no port, no IPv6 brackets, no trailing dot) and that very host is the one dialled,
-so a decision cannot be sidestepped by spelling. A blocked request never opens an upstream connection:
-it gets ``403``, is appended to ``EgressProxy.blocked`` and is logged by host only. Plain http is one
+Every request the browser sends, each redirect hop and subresource included, arrives here as its own proxy
+request: ``CONNECT host:port`` (https, wss) or absolute-form ``METHOD http://host[:port]/path``. ``decide``
+sees the host (lower-case, no port, no IPv6 brackets, no trailing dot), so a decision cannot be sidestepped
+by spelling. Then the host is resolved once (``addresses.resolve_host``), the ``AddressPolicy`` judges every
+address it resolved to, and only those checked addresses are dialled: no second lookup a rebinding DNS
+server could answer differently. A refused request never opens an upstream connection: it gets ``403``, is appended to
+``EgressProxy.blocked``, passed to ``on_blocked`` and logged by host and reason. Plain http is one
 request per client connection (``Connection: close`` both ways; nothing after the request's own body is
 forwarded). Request heads are bounded (64 KiB, 30 s); malformed requests get ``400``, unreachable
 upstreams ``502``; one bad connection never stops the listener.
@@ -19,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeAlias
+from typing import Literal, TypeAlias
 from urllib.parse import SplitResult, urlsplit
 
 import anyio
@@ -27,10 +30,14 @@ import anyio.abc
 from anyio.abc import ByteReceiveStream, ByteSendStream, SocketAttribute, SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from browser_sessions.backends.local.addresses import AddressPolicy, IPAddress, resolve_host
+
 logger = logging.getLogger("browser_sessions.egress")
 
 Decide: TypeAlias = Callable[[str], str | None]
 """Host (lower-case, no port) -> the reason it is blocked, or None if allowed."""
+Resolve: TypeAlias = Callable[[str, int], Awaitable[list[IPAddress]]]
+"""(host, port) -> the addresses to dial, in order; raises OSError when the host cannot be resolved."""
 
 _MAX_HEAD = 64 * 1024
 _HEAD_TIMEOUT = 30.0
@@ -51,8 +58,9 @@ class BlockedRequest:
 
     host: str
     target: str  # "http://host[:port]/path" for plain http, "host:port" for CONNECT
-    reason: str  # what decide() returned
+    reason: str  # what decide() or the AddressPolicy said
     at: datetime  # UTC
+    kind: Literal["host", "address"] = "host"  # refused by host rule, or by where the host resolved to
 
 
 class _BadRequest(Exception):
@@ -71,10 +79,23 @@ class _Request:
 
 
 class EgressProxy:
-    """HTTP forward proxy that asks ``decide`` about every host before any byte reaches it."""
+    """HTTP forward proxy that asks ``decide`` about every host, and ``addresses`` (when given) about every
+    address it resolves to, before any byte reaches it. ``on_blocked`` hears of each refusal as it happens
+    (before the browser gets the ``403``)."""
 
-    def __init__(self, decide: Decide, *, connect_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        decide: Decide,
+        *,
+        addresses: AddressPolicy | None = None,
+        on_blocked: Callable[[BlockedRequest], None] | None = None,
+        resolve: Resolve | None = None,
+        connect_timeout: float = 10.0,
+    ) -> None:
         self._decide = decide
+        self._addresses = addresses
+        self._on_blocked = on_blocked
+        self._resolve = resolve or resolve_host
         self._connect_timeout = connect_timeout
         self._blocked: list[BlockedRequest] = []
         self._port: int | None = None
@@ -130,14 +151,16 @@ class EgressProxy:
             logger.debug("bad request: %s", exc)
             await _reply(client, rx, exc.status, exc.phrase, f"Malformed proxy request: {exc}")
             return
-        reason = self._decide(host)
-        if reason is not None:
-            self._blocked.append(BlockedRequest(host, target, reason, datetime.now(UTC)))
-            logger.info("blocked %s: %s", host, reason)
-            body = f"Blocked by browser-sessions: {html.escape(host)} ({html.escape(reason)})"
+        addresses, refusal = await self._admit(host, port, target)
+        if refusal is not None:
+            self._blocked.append(refusal)
+            if self._on_blocked is not None:
+                self._on_blocked(refusal)
+            logger.info("blocked %s: %s", host, refusal.reason)
+            body = f"Blocked by browser-sessions: {html.escape(host)} ({html.escape(refusal.reason)})"
             await _reply(client, rx, 403, "Forbidden", f"<!doctype html><title>Blocked</title><p>{body}</p>")
             return
-        upstream = await self._connect(host, port)
+        upstream = await self._connect(host, addresses, port)
         if upstream is None:
             await _reply(client, rx, 502, "Bad Gateway", f"Could not reach {html.escape(host)}")
             return
@@ -151,16 +174,32 @@ class EgressProxy:
                 upstream_rx = BufferedByteReceiveStream(upstream)
                 await _relay(rx, upstream, lambda: _forward_response(upstream_rx, client), forward=False)
 
-    async def _connect(self, host: str, port: int) -> SocketStream | None:
-        # Chromium sends *.localhost to loopback itself; the system resolver may not know those names.
-        address = "127.0.0.1" if host == "localhost" or host.endswith(".localhost") else host
+    async def _admit(self, host: str, port: int, target: str) -> tuple[list[IPAddress], BlockedRequest | None]:
+        """The addresses ``host`` may be dialled at (empty when it cannot be resolved), or the refusal."""
+        reason = self._decide(host)
+        if reason is not None:
+            return [], BlockedRequest(host, target, reason, datetime.now(UTC))
+        if self._addresses is not None and (reason := self._addresses.refuse_name(host)) is not None:
+            return [], BlockedRequest(host, target, reason, datetime.now(UTC), "address")
         try:
             with anyio.fail_after(self._connect_timeout):
-                stream = await anyio.connect_tcp(address, port)
-        except OSError as exc:  # refused, unresolvable, or TimeoutError from fail_after
-            logger.debug("upstream %s unreachable: %s", host, type(exc).__name__)
-            return None
-        return stream
+                addresses = await self._resolve(host, port)
+        except (OSError, UnicodeError) as exc:  # unresolvable (or not IDNA), or TimeoutError from fail_after
+            logger.debug("upstream %s unresolvable: %s", host, type(exc).__name__)
+            return [], None
+        if self._addresses is not None and (reason := self._addresses.refuse_addresses(host, addresses)) is not None:
+            return [], BlockedRequest(host, target, reason, datetime.now(UTC), "address")
+        return addresses, None
+
+    async def _connect(self, host: str, addresses: list[IPAddress], port: int) -> SocketStream | None:
+        """A connection to the first of ``addresses`` that answers, all within the connect timeout."""
+        with anyio.move_on_after(self._connect_timeout):
+            for address in addresses:
+                try:
+                    return await anyio.connect_tcp(str(address), port)
+                except OSError as exc:  # refused or unreachable: try the next address
+                    logger.debug("upstream %s at %s unreachable: %s", host, address, type(exc).__name__)
+        return None
 
 
 def _parse_head(head: bytes) -> _Request:

@@ -28,6 +28,7 @@ from browser_sessions.backends.local import steps
 from browser_sessions.backends.local.browser import FoundBrowser, launch
 from browser_sessions.backends.local.planners.model_choice import ModelChoice
 from browser_sessions.backends.local.planners.models.choose import configured_model, wants_sampling
+from browser_sessions.backends.local.records import SessionRecorder
 from browser_sessions.backends.local.session import LocalSession
 from browser_sessions.backends.local.views import session_state
 from browser_sessions.backends.tasks import wait_for
@@ -40,8 +41,10 @@ from browser_sessions.errors import (
     TaskNotFound,
 )
 from browser_sessions.models import BackendName, SessionConfig, SessionStarted, SessionState, TaskResult, TaskSpec
+from browser_sessions.profiles import ProfileLease, Profiles
 from browser_sessions.settings import Settings
 from browser_sessions.step_models import ActRequest, ActResult, SnapshotFormat, SnapshotResult
+from browser_sessions.store import Store
 
 logger = logging.getLogger("browser_sessions.engine")
 KEEP_ENDED = 200
@@ -51,11 +54,19 @@ class LocalBackend:
     name: BackendName = "local"
 
     def __init__(
-        self, settings: Settings, playwright: Playwright, browser: Browser, found: FoundBrowser, models: ModelChoice
+        self,
+        settings: Settings,
+        playwright: Playwright,
+        browser: Browser,
+        found: FoundBrowser,
+        models: ModelChoice,
+        store: Store | None = None,
     ) -> None:
         self.settings = settings
         self.found = found
         self.models = models
+        self.store = store  # where sessions and tasks are recorded (none: in memory only)
+        self.profiles = Profiles(settings.profiles_dir)
         self._playwright = playwright
         self._browser = browser
         self._sessions: dict[str, LocalSession] = {}
@@ -92,11 +103,8 @@ class LocalBackend:
     # ----- Backend protocol -----
 
     async def start_session(self, config: SessionConfig, caller: Caller = NO_CALLER) -> SessionStarted:
-        if config.profile_id is not None:
-            raise InvalidInput(
-                f"Unknown profileId {config.profile_id!r}: this server has no saved profiles yet. "
-                "Start the session without profileId."
-            )
+        """With ``profileId``, the session holds the profile (one live session per profile) and starts from
+        its saved state; an unknown profile or one in use is refused."""
         live = sum(1 for s in self._sessions.values() if s.live)
         if live >= self.settings.max_sessions:
             raise SessionLimitReached(
@@ -105,7 +113,19 @@ class LocalBackend:
             )
         if self._group is None or self._browser_lost.is_set() or not self._browser.is_connected():
             raise BrowserUnavailable("The browser is restarting; try start_session again in a few seconds.")
-        session = LocalSession(secrets.token_hex(6), self.settings, self._emit, self.models)
+        session_id = secrets.token_hex(6)
+        profile: ProfileLease | None = None
+        if config.profile_id is not None:
+            profile = await anyio.to_thread.run_sync(
+                self.profiles.lease, config.profile_id, caller.owner, f"live session {session_id}"
+            )
+        try:
+            records = SessionRecorder(self.store, caller.owner)
+            session = LocalSession(session_id, self.settings, self._emit, self.models, records=records, profile=profile)
+        except BaseException:
+            if profile is not None:
+                profile.release()
+            raise
         self._sessions[session.id] = session
         self._prune()
         self._emit(SessionsChanged())
@@ -258,14 +278,15 @@ class LocalBackend:
 
 
 @asynccontextmanager
-async def open_local_backend(settings: Settings) -> AsyncIterator[LocalBackend]:
-    """Start Playwright and Chromium, yield the engine, and on exit end every session and the browser."""
+async def open_local_backend(settings: Settings, store: Store | None = None) -> AsyncIterator[LocalBackend]:
+    """Start Playwright and Chromium, yield the engine (recording into ``store``, if any), and on exit end
+    every session and the browser."""
     async with httpx.AsyncClient() as http:  # the model providers' connections
         models = ModelChoice(configured_model(settings, http), sampling_only=wants_sampling(settings))
         playwright = await async_playwright().start()
         try:
             browser, found = await launch(playwright, settings)
-            backend = LocalBackend(settings, playwright, browser, found, models)
+            backend = LocalBackend(settings, playwright, browser, found, models, store)
             try:
                 async with anyio.create_task_group() as group:
                     backend._group = group

@@ -21,16 +21,26 @@ from playwright.async_api import Browser
 from playwright.async_api import Error as PlaywrightError
 
 from browser_sessions.backends.base import EventSink, SessionChanged, SessionsChanged, TaskChanged
+from browser_sessions.backends.local.addresses import AddressPolicy
 from browser_sessions.backends.local.egress import EgressProxy
 from browser_sessions.backends.local.planners.model_choice import ModelChoice
 from browser_sessions.backends.local.planners.models.base import ChatModel
 from browser_sessions.backends.local.policy import DomainPolicy
+from browser_sessions.backends.local.records import SessionRecorder
 from browser_sessions.backends.local.secrets import SecretVault
 from browser_sessions.backends.local.session_browser import SessionBrowser
 from browser_sessions.backends.local.task_execution import execute_task
 from browser_sessions.backends.tasks import GuardrailAnswer, TaskRecord, now
-from browser_sessions.errors import BrowserLost, BrowserUnavailable, InvalidInput, SessionEnded, TaskStopped
+from browser_sessions.errors import (
+    BrowserLost,
+    BrowserSessionsError,
+    BrowserUnavailable,
+    InvalidInput,
+    SessionEnded,
+    TaskStopped,
+)
 from browser_sessions.models import LIVE_STATUSES, SessionStatus, TaskSpec, Transition
+from browser_sessions.profiles import ProfileLease
 from browser_sessions.settings import Settings
 
 logger = logging.getLogger("browser_sessions.session")
@@ -43,18 +53,22 @@ class LocalSession:
         settings: Settings,
         emit: EventSink,
         models: ModelChoice,
-        profile_id: str | None = None,
+        *,
+        records: SessionRecorder | None = None,
+        profile: ProfileLease | None = None,
     ) -> None:
         self.id = session_id
         self.settings = settings
         self.models = models
-        self.profile_id = profile_id
+        self.records = records or SessionRecorder(None, "local")
+        self.profile = profile  # held until the session ends, which saves the state back
+        self.profile_id = profile.profile_id if profile is not None else None
         self._emit = emit
         self.created_at = now()
         self.ended_at: datetime | None = None
         self.status: SessionStatus = "Pending"
         self.transitions = [Transition(status="Pending", at=self.created_at, reason="starting a browser context")]
-        self.policy = DomainPolicy()
+        self.policy = DomainPolicy(settings.egress_block_host_list)
         self.vault = SecretVault()
         self.paused = False
         self._resumed = anyio.Event()
@@ -71,13 +85,19 @@ class LocalSession:
             planner_driving=lambda: (
                 self.current is not None and self.current.planner == "instructions" and not self.page_handed_over
             ),
+            initial_state=profile.state if profile is not None else None,
         )
-        self._proxy = EgressProxy(self.policy.blocked_by)
+        self._proxy = EgressProxy(
+            self.policy.blocked_by,
+            addresses=AddressPolicy.from_settings(settings),
+            on_blocked=self.browser.note_blocked,
+        )
         self._proxy_port = 0
         self._wake = anyio.Event()
         self._end_request: tuple[SessionStatus, str] | None = None
         self._ended = anyio.Event()
         self._last_activity = time.monotonic()
+        self.records.session(self)
 
     # ----- what tool calls do (set state, wake the supervisor) -----
 
@@ -109,9 +129,12 @@ class LocalSession:
     def enqueue(self, spec: TaskSpec, task_id: str, sampling: ChatModel | None = None) -> TaskRecord:
         if not self.live:
             raise SessionEnded(self.id, self.status, self.transitions[-1].reason)
-        task = TaskRecord(self.id, task_id, spec, on_change=self._task_changed, sampling=sampling)
+        task = TaskRecord(
+            self.id, task_id, spec, on_change=self._task_changed, sampling=sampling, on_finish=self._task_finished
+        )
         self.tasks[task_id] = task
         self.queue.append(task)
+        self.records.task(self, task)
         self.touch()
         self._changed()
         return task
@@ -209,6 +232,8 @@ class LocalSession:
                 self.current = None
                 self._last_activity = time.monotonic()
                 await self.browser.save_state()
+                await self._save_profile()
+                self.records.session(self)
                 if task.spec.terminate_on_completion and self._end_request is None:
                     self._end_request = ("Completed", f"terminateOnCompletion: task {task.task_id} {task.status}")
                 self._changed()
@@ -231,10 +256,17 @@ class LocalSession:
             if task is not None and not task.finished:
                 task.fail("TASK_STOPPED", f"The session ended before this task finished ({reason}).")
         self.queue.clear()
+        if self.profile is not None:
+            try:
+                with anyio.move_on_after(self.settings.navigation_timeout):
+                    await self.browser.save_state()
+                await self._save_profile()
+            finally:
+                self.profile.release()
         await self.browser.close()
-        self.vault.clear()
         self.ended_at = now()
-        self._set_status(status, reason)
+        self._set_status(status, reason)  # recorded while the vault can still redact
+        self.vault.clear()
         self._ended.set()
         self._emit(SessionsChanged())
 
@@ -261,7 +293,22 @@ class LocalSession:
     def _set_status(self, status: SessionStatus, reason: str) -> None:
         self.status = status
         self.transitions.append(Transition(status=status, at=now(), reason=reason))
+        self.records.session(self)
         self._changed()
+
+    def _task_finished(self, task: TaskRecord) -> None:
+        self.records.task(self, task)
+
+    async def _save_profile(self) -> None:
+        """Write the cookies and storage last saved back to the session's profile (a failure is logged: the
+        session goes on, the profile keeps its previous state)."""
+        state = self.browser.saved_state
+        if self.profile is None or state is None:
+            return
+        try:
+            await anyio.to_thread.run_sync(self.profile.save, state, self.id)
+        except (OSError, BrowserSessionsError) as exc:
+            logger.error("session %s: saving profile %s failed: %s", self.id, self.profile.profile_id, exc)
 
     def _changed(self) -> None:
         self._emit(SessionChanged(self.id))

@@ -1,10 +1,13 @@
 """A session's browser side: its context and tabs, dialogs, downloads, and which navigations its pages
-tried that the domain policy refused. Owned by one LocalSession; every text it reports is redacted."""
+tried that the domain policy or the egress proxy's address rule refused. Owned by one LocalSession; every
+text it reports is redacted."""
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict, deque
 from collections.abc import Callable
+from typing import Any, cast
 from urllib.parse import quote, urlsplit
 
 import anyio
@@ -13,6 +16,7 @@ from playwright.async_api import Error as PlaywrightError
 
 from browser_sessions.backends.local.downloads import unique_name
 from browser_sessions.backends.local.driver import BlockedNavigation
+from browser_sessions.backends.local.egress import BlockedRequest
 from browser_sessions.backends.local.policy import DomainPolicy
 from browser_sessions.backends.local.secrets import SecretVault
 from browser_sessions.backends.tasks import now
@@ -21,6 +25,8 @@ from browser_sessions.models import DownloadInfo
 from browser_sessions.settings import Settings
 
 logger = logging.getLogger("browser_sessions.session")
+
+_REMEMBERED = 64  # hosts of recent top-level navigations, and of recent address refusals, kept to pair them
 
 
 class SessionBrowser:
@@ -33,6 +39,7 @@ class SessionBrowser:
         *,
         on_change: Callable[[], None],
         planner_driving: Callable[[], bool],
+        initial_state: dict[str, Any] | None = None,
     ) -> None:
         self.session_id = session_id
         self.settings = settings
@@ -47,20 +54,26 @@ class SessionBrowser:
         self.dialog_opened = anyio.Event()  # set while ``dialog`` waits; a new Event once it is answered
         self.downloads: list[DownloadInfo] = []
         self.blocked_navigations: list[BlockedNavigation] = []
+        self._navigated_hosts: deque[str] = deque(maxlen=_REMEMBERED)  # not yet paired with a refusal
+        self._refused_hosts: OrderedDict[str, str] = OrderedDict()  # host -> why its address was refused
         self.last_url: str | None = None  # redacted
         self.title: str | None = None  # redacted
         self.last_snapshot: str | None = None  # what the caller last saw, for diff-only step results
         self._pending_downloads: list[Download] = []
-        self._saved_state: StorageState | None = None
+        # cookies and storage the context opens with: a profile's at first, then the last saved; with a
+        # profile, IndexedDB is saved too (Playwright's storage state carries it on request)
+        self._saved_state: dict[str, Any] | None = initial_state
+        self._with_indexed_db = initial_state is not None
         self._resume_url: str | None = None  # unredacted, in memory only: where a restored session reopens
 
     async def open(self, browser: Browser, proxy_port: int, *, restore: bool = False) -> None:
-        """A fresh context whose every request goes through the session's egress proxy; with ``restore``,
-        from the cookies and storage saved after the last task, reopening the last page."""
+        """A fresh context whose every request goes through the session's egress proxy, starting from the
+        profile's state if any; with ``restore``, from the cookies and storage saved after the last task,
+        reopening the last page."""
         context = await browser.new_context(
             proxy={"server": f"http://127.0.0.1:{proxy_port}"},
             viewport={"width": self.settings.viewport_width, "height": self.settings.viewport_height},
-            storage_state=self._saved_state if restore else None,
+            storage_state=cast("StorageState | None", self._saved_state),
             accept_downloads=True,
         )
         context.set_default_timeout(self.settings.step_timeout * 1000)
@@ -129,12 +142,19 @@ class SessionBrowser:
         except PlaywrightError as exc:
             raise BrowserLost(f"Could not take a screenshot: {exc.message.splitlines()[0]}") from exc
 
+    @property
+    def saved_state(self) -> dict[str, Any] | None:
+        """The cookies and storage last saved (or the profile's, before the first save)."""
+        return self._saved_state
+
     async def save_state(self) -> None:
-        """Remember cookies, storage and the page, to restore them if the browser is lost."""
+        """Remember cookies, storage and the page, to restore them if the browser is lost (and to save
+        them back to the session's profile)."""
         if self.context is None:
             return
         try:
-            self._saved_state = await self.context.storage_state()
+            state = await self.context.storage_state(indexed_db=self._with_indexed_db)
+            self._saved_state = cast("dict[str, Any]", state)
             self._resume_url = (await self.current_page()).url
         except PlaywrightError as exc:
             logger.debug("saving state of %s: %s", self.session_id, exc)
@@ -196,7 +216,26 @@ class SessionBrowser:
                 return  # an iframe: the proxy refuses it quietly, the task goes on
         except PlaywrightError:
             pass  # a popup's first navigation is issued before its frame exists: a top-level load
-        host = urlsplit(request.url).hostname or ""
+        host = (urlsplit(request.url).hostname or "").rstrip(".")
         rule = self.policy.blocked_by(host)
         if rule is not None:
             self.blocked_navigations.append(BlockedNavigation(host, rule))
+        elif host in self._refused_hosts:
+            self.blocked_navigations.append(BlockedNavigation(host, self._refused_hosts[host], "address"))
+        else:
+            self._navigated_hosts.append(host)
+
+    def note_blocked(self, refusal: BlockedRequest) -> None:
+        """The egress proxy refused a request. An address refusal becomes a blocked navigation when it meets
+        a top-level navigation to its host; the two arrive in either order (the proxy and Playwright's
+        request event race), so whichever comes second pairs them. Host rules are reported by the request
+        event alone."""
+        if refusal.kind != "address":
+            return
+        self._refused_hosts[refusal.host] = refusal.reason
+        self._refused_hosts.move_to_end(refusal.host)
+        while len(self._refused_hosts) > _REMEMBERED:
+            self._refused_hosts.popitem(last=False)
+        if refusal.host in self._navigated_hosts:
+            self._navigated_hosts.remove(refusal.host)
+            self.blocked_navigations.append(BlockedNavigation(refusal.host, refusal.reason, "address"))

@@ -60,6 +60,7 @@ async def manual(session: LocalSession) -> AsyncIterator[Driver]:
             None,
             navigation_timeout=session.settings.navigation_timeout,
             step_timeout=session.settings.step_timeout,
+            allow_file_urls=session.settings.allow_file_urls,
         )
     finally:
         session.page_lock.release()

@@ -44,6 +44,7 @@ async def execute_task(session: LocalSession, task: TaskRecord) -> None:
         task,
         navigation_timeout=session.settings.navigation_timeout,
         step_timeout=session.settings.step_timeout,
+        allow_file_urls=session.settings.allow_file_urls,
     )
     failure: TaskFailure | None = None
     agent: AgentRun | None = None

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 
 from browser_sessions.errors import InstructionError, ModelRequired
-from browser_sessions.models import check_http_url
+from browser_sessions.models import check_page_url
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ def _build(kind: str, match: re.Match[str]) -> Instruction:
         url = match.group(1)
         url = url if "://" in url else f"https://{url}"
         try:
-            return GoTo(check_http_url(url))
+            return GoTo(check_page_url(url))
         except ValueError as exc:
             raise InstructionError(str(exc)) from None
     if kind == "click":
