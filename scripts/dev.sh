@@ -15,7 +15,7 @@ python="${PYTHON:-python3}"
 if [[ ! -x .venv/bin/python ]]; then
     "$python" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev,examples]"
 
 install_chromium() {
     if command -v apt-get >/dev/null 2>&1; then
@@ -41,4 +41,11 @@ fi
 .venv/bin/ruff check server tests examples bench
 .venv/bin/ruff format --check server tests examples bench
 .venv/bin/mypy
+# The npm tools the tests run (Node 22, mcpb, MCP Inspector CLI, conformance suite), pinned in tools/node;
+# installed again only when the lock file changed since the last install.
+if ! cmp -s tools/node/package-lock.json tools/node/node_modules/.installed-lock.json; then
+    command -v npm >/dev/null 2>&1 || { echo "npm is needed to install tools/node: install Node.js (20 or newer)" >&2; exit 1; }
+    npm ci --prefix tools/node --ignore-scripts --no-audit --no-fund --loglevel=error
+    cp tools/node/package-lock.json tools/node/node_modules/.installed-lock.json
+fi
 exec .venv/bin/python -m pytest

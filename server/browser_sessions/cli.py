@@ -1,5 +1,6 @@
 """``browser-sessions``: serve (MCP over stdio, SSE or streamable HTTP), api (the cloud service's REST API on
-the local engine), profiles (saved logins, profiles_cli.py), demo, doctor."""
+the local engine), profiles (saved logins, profiles_cli.py), run (one task, run_cli.py), sessions (the records,
+sessions_cli.py), demo, doctor."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from browser_sessions.backends.local.planners.models.choose import SAMPLING, cho
 from browser_sessions.errors import BrowserUnavailable, InvalidInput
 from browser_sessions.log_files import log_to_file
 from browser_sessions.profiles_cli import add_profile_commands, run_profiles
+from browser_sessions.run_cli import add_run_command, run_command
+from browser_sessions.sessions_cli import add_sessions_command, run_sessions
 from browser_sessions.settings import Settings
 
 logger = logging.getLogger("browser_sessions.serve")
@@ -48,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("demo", help="run the quickstart demo: a real task on a local demo shop")
     commands.add_parser("doctor", help="check the browser, versions and settings")
     add_profile_commands(commands)
+    add_run_command(commands)
+    add_sessions_command(commands)
     return parser
 
 
@@ -187,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
         return anyio.run(_doctor, Settings())
     if args.command == "profiles":
         return run_profiles(args)
+    if args.command == "run":
+        return run_command(args)
+    if args.command == "sessions":
+        return run_sessions(args)
     from browser_sessions.demo import main as demo
 
     return demo()

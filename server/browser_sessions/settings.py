@@ -51,8 +51,15 @@ def _host_patterns(value: str) -> list[str]:
 class Settings(BaseSettings):
     """Values a server runs with. Frozen: build a new one (``model_copy(update=...)``) to change it."""
 
+    # env_ignore_empty: an empty variable means unset, as hosts pass blank optional fields (Claude Desktop's
+    # bundle form, manifest.json) as "" rather than leaving the variable out
     model_config = SettingsConfigDict(
-        env_prefix="BROWSER_SESSIONS_", frozen=True, extra="ignore", validate_by_name=True, validate_by_alias=True
+        env_prefix="BROWSER_SESSIONS_",
+        env_ignore_empty=True,
+        frozen=True,
+        extra="ignore",
+        validate_by_name=True,
+        validate_by_alias=True,
     )
 
     browser_path: Path | None = Field(
