@@ -14,13 +14,25 @@ answer is a leak, never an echo of some other field.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 
 CANARY = "canary-7f3a9c-never-shown"
+# examples per fuzz test (per era for tools; one request per endpoint each); FUZZ_EXAMPLES=500 digs deeper
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "15"))
+FUZZ_SETTINGS = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    phases=[Phase.explicit, Phase.generate],  # no shrinking: each example drives a browser, shrinking takes minutes
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+)
 
 Strategy = st.SearchStrategy[Any]
 

@@ -25,7 +25,6 @@ import pytest
 from mcp import Client
 
 from browser_sessions.cli import main
-from browser_sessions.models import SessionState
 from browser_sessions.run_display import printable
 from browser_sessions.store import Store
 from browser_sessions.store_runs import STOPPED_REASON
@@ -33,6 +32,7 @@ from tests.conftest import call
 from tests.processes import clean_env, free_port, running
 from tests.scripted_model import Call, Received, ScriptedModel
 from tests.site import Site
+from tests.test_store import state_row
 
 pytestmark = pytest.mark.anyio
 
@@ -397,37 +397,13 @@ async def test_a_serve_process_session_is_live_until_that_process_is_gone(tmp_pa
         assert list((tmp_path / "browser-sessions.db-runs").iterdir()) == []
 
 
-def _state(session_id: str, status: str, created: datetime) -> SessionState:
-    at = created.isoformat()
-    return SessionState.model_validate(
-        {
-            "sessionId": session_id,
-            "backend": "local",
-            "status": status,
-            "reason": f"{status.lower()} for the test",
-            "paused": False,
-            "createdAt": at,
-            "endedAt": None if status == "Active" else at,
-            "transitions": [{"status": status, "at": at, "reason": "testing"}],
-            "queuedTaskIds": [],
-            "tasks": [],
-            "idleTimeoutSeconds": 300,
-            "secrets": [],
-            "tabs": [],
-            "downloads": [],
-            "usage": {"computeTimeMs": 0, "tasks": 0, "steps": 0},
-            "resourceUri": f"session://{session_id}",
-        }
-    )
-
-
 async def test_sessions_lists_the_live_and_the_recent_or_all_newest_first(tmp_path: Path) -> None:
     first = datetime(2026, 1, 1, tzinfo=UTC)
     store = Store.open(tmp_path / "browser-sessions.db")  # a running server: its live session stays live
     try:
-        store.save_session(_state("live-oldest", "Active", first), "token-abc")
+        store.save_session(state_row("live-oldest", "Active", first), "token-abc")
         for n in range(25):
-            store.save_session(_state(f"ended-{n:02}", "Terminated", first + timedelta(minutes=n + 1)), "local")
+            store.save_session(state_row(f"ended-{n:02}", "Terminated", first + timedelta(minutes=n + 1)), "local")
         default = await recorded(tmp_path)
         limited = await recorded(tmp_path, "--limit", "3")
         everything = await recorded(tmp_path, "--all")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sys
 from collections.abc import Iterator
@@ -29,28 +28,18 @@ from typing import Any
 import anyio
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from mcp import Client
 from mcp.types import CallToolResult, Tool
 
 from tests.conftest import MODES, connect, text_of
-from tests.fuzz_values import CANARY, Targets, arguments, leaks, nested
+from tests.fuzz_values import CANARY, FUZZ_SETTINGS, Targets, arguments, leaks, nested
 from tests.site import Site
 
-# per era; each example calls every tool once; FUZZ_EXAMPLES=500 digs deeper
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "15"))
 PYTHON_RECURSION_LIMIT = 1000  # CPython's default
 CALL_SECONDS = 30  # valid-looking calls wait a second at most and run short tasks on the test site
 CLEAR_ERROR = re.compile(r"Invalid arguments: \S|^[A-Z][A-Z_]+: \S")
-FUZZ_SETTINGS = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    database=None,
-    print_blob=True,
-    phases=[Phase.explicit, Phase.generate],  # no shrinking: each example drives a browser, shrinking takes minutes
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
-)
 
 
 @contextmanager

@@ -14,7 +14,6 @@ victim session whose id the examples use.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,28 +23,18 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from browser_sessions.api.routes import api_routes
 from browser_sessions.models import SessionConfig, TaskSpec
 from tests.conftest import make_settings
-from tests.fuzz_values import CANARY, NESTING_KEYS, Targets, arguments, hostile, leaks
+from tests.fuzz_values import CANARY, FUZZ_SETTINGS, NESTING_KEYS, Targets, arguments, hostile, leaks
 from tests.processes import api_process
 from tests.site import Site
 
-# each example sends one request to every endpoint plus one to an odd path; FUZZ_EXAMPLES=500 digs deeper
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "15"))
 KEY = {"Authorization": "Bearer test-key-1"}
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD", "PROPFIND"]
-FUZZ_SETTINGS = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    database=None,
-    print_blob=True,
-    phases=[Phase.explicit, Phase.generate],  # no shrinking: each example drives a browser, shrinking takes minutes
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
-)
 
 
 def _task_schema() -> dict[str, Any]:

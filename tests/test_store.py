@@ -9,6 +9,7 @@ import secrets
 import sqlite3
 import stat
 from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
@@ -20,7 +21,7 @@ from mcp.types import TextResourceContents
 from browser_sessions.backends.router import open_backends
 from browser_sessions.backends.tasks import TaskRecord
 from browser_sessions.errors import SessionNotFound
-from browser_sessions.models import SessionState, TaskSpec
+from browser_sessions.models import LIVE_STATUSES, SessionState, TaskSpec
 from browser_sessions.store import Store
 from browser_sessions.store_runs import STOPPED_REASON
 from tests.conftest import call, call_error, connect, make_settings
@@ -30,6 +31,7 @@ from tests.site import Site
 pytestmark = pytest.mark.anyio
 
 TABLE_SCHEMA = {"type": "array", "items": {"type": "object"}}
+FIRST_OF_2026 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def database(data_dir: Path) -> Path:
@@ -182,16 +184,19 @@ async def test_the_record_is_on_disk_when_the_result_arrives(site: Site, tmp_pat
         await call(client, "terminate", sessionId=sid)
 
 
-def state_row(session_id: str, status: str) -> SessionState:
+def state_row(session_id: str, status: str, created: datetime = FIRST_OF_2026) -> SessionState:
+    """A session's state as a backend would record it, to write straight into a ``Store``."""
+    at = created.isoformat()
     return SessionState.model_validate(
         {
             "sessionId": session_id,
             "backend": "local",
             "status": status,
-            "reason": "testing",
+            "reason": f"{status.lower()} for the test",
             "paused": False,
-            "createdAt": "2026-01-01T00:00:00Z",
-            "transitions": [{"status": status, "at": "2026-01-01T00:00:00Z", "reason": "testing"}],
+            "createdAt": at,
+            "endedAt": None if status in LIVE_STATUSES else at,
+            "transitions": [{"status": status, "at": at, "reason": "testing"}],
             "queuedTaskIds": [],
             "tasks": [],
             "idleTimeoutSeconds": 300,
