@@ -18,6 +18,7 @@ from playwright.async_api import async_playwright
 
 from browser_sessions import __version__
 from browser_sessions.backends.local.browser import find_browser, launch
+from browser_sessions.backends.local.endpoint_urls import parse_endpoints
 from browser_sessions.backends.local.planners.models.choose import SAMPLING, chosen
 from browser_sessions.errors import BrowserUnavailable, InvalidInput
 from browser_sessions.log_files import log_to_file
@@ -42,6 +43,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--headed", action="store_true", help="show browser windows")
     serve.add_argument("--idle-timeout", type=float, help="seconds before an idle session ends (default 300)")
     serve.add_argument("--max-sessions", type=int, help="live sessions at most (default 50)")
+    serve.add_argument(
+        "--browser-endpoint",
+        action="append",
+        metavar="URL",
+        help="place sessions on this browser instead of launching one: a Playwright server (ws://) or a CDP "
+        "endpoint (http://); repeatable",
+    )
     serve.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
     api = commands.add_parser("api", help="serve the cloud browser-session REST API on the local engine")
@@ -65,6 +73,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         "idle_timeout": args.idle_timeout,
         "max_sessions": args.max_sessions,
         "log_level": args.log_level,
+        "browser_endpoints": args.browser_endpoint,
     }
     if args.headed:
         flags["headless"] = False
@@ -95,6 +104,7 @@ def serve(settings: Settings) -> int:
         return 2
     try:
         check_tokens(settings)
+        parse_endpoints(settings.browser_endpoints)
         security = transport_security(settings) if http else None
         chosen(settings)
         if settings.backend == "remote" and not settings.remote_url:
@@ -135,6 +145,7 @@ def api(host: str | None, port: int | None) -> int:
         )
         return 2
     try:
+        parse_endpoints(settings.browser_endpoints)
         chosen(settings)
         anyio.run(serve_api, settings)
     except InvalidInput as exc:

@@ -9,10 +9,10 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Transport = Literal["stdio", "sse", "streamable-http"]
 
@@ -75,6 +75,14 @@ class Settings(BaseSettings):
     reconnect_window: float = Field(
         default=300.0, gt=0, description="Seconds an Orphaned session waits for the browser to come back."
     )
+    browser_endpoints: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Browsers to place sessions on instead of launching one, comma-separated: Playwright "
+        "browser servers (ws://, or pw+ws://) and CDP endpoints (http://, or cdp+ws://), on this machine's loopback.",
+    )
+    endpoint_max_sessions: int = Field(
+        default=25, ge=1, le=1000, description="Live sessions one browser endpoint holds at most."
+    )
     navigation_timeout: float = Field(default=30.0, gt=0, description="Seconds a page load may take.")
     step_timeout: float = Field(
         default=5.0, gt=0, description="Seconds an instruction waits for its element to appear."
@@ -82,6 +90,12 @@ class Settings(BaseSettings):
     viewport_width: int = Field(default=1024, ge=320, le=3840, description="Viewport width in CSS pixels.")
     viewport_height: int = Field(default=600, ge=240, le=2160, description="Viewport height in CSS pixels.")
     max_sessions: int = Field(default=50, ge=1, le=1000, description="Live sessions one server holds at once.")
+    pool_size: int = Field(
+        default=2,
+        ge=0,
+        le=50,
+        description="Fresh browser contexts kept ready so sessions start at once (each goes to one session; 0: off).",
+    )
     data_dir: Path = Field(
         default_factory=default_data_dir,
         description="Where everything durable is kept: the database, profiles, downloads.",
@@ -167,6 +181,11 @@ class Settings(BaseSettings):
     allow_file_urls: bool = Field(
         default=False, description="Let navigate, go to and startingPoint load file:// URLs (local files)."
     )
+
+    @field_validator("browser_endpoints", mode="before")
+    @classmethod
+    def _split_endpoints(cls, value: object) -> object:
+        return _comma_list(value) if isinstance(value, str) else value
 
     @field_validator("egress_allow_hosts", "egress_block_hosts")
     @classmethod

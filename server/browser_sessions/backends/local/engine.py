@@ -26,8 +26,10 @@ from browser_sessions.backends.base import (
 )
 from browser_sessions.backends.local import steps
 from browser_sessions.backends.local.browser import FoundBrowser, launch
+from browser_sessions.backends.local.endpoints import EndpointFleet
 from browser_sessions.backends.local.planners.model_choice import ModelChoice
 from browser_sessions.backends.local.planners.models.choose import configured_model, wants_sampling
+from browser_sessions.backends.local.pool import WarmPool
 from browser_sessions.backends.local.records import SessionRecorder
 from browser_sessions.backends.local.session import LocalSession
 from browser_sessions.backends.local.views import session_state
@@ -48,6 +50,7 @@ from browser_sessions.store import Store
 
 logger = logging.getLogger("browser_sessions.engine")
 KEEP_ENDED = 200
+START_WAIT_SECONDS = 60.0  # at most this long (and the reconnection window) a start waits for a relaunch
 
 
 class LocalBackend:
@@ -57,12 +60,15 @@ class LocalBackend:
         self,
         settings: Settings,
         playwright: Playwright,
-        browser: Browser,
-        found: FoundBrowser,
+        browser: Browser | None,
+        found: FoundBrowser | None,
         models: ModelChoice,
         store: Store | None = None,
+        fleet: EndpointFleet | None = None,
     ) -> None:
+        """``browser`` is the one launched here; None with ``fleet``, whose endpoints take every session."""
         self.settings = settings
+        self.fleet = fleet
         self.found = found
         self.models = models
         self.store = store  # where sessions and tasks are recorded (none: in memory only)
@@ -73,8 +79,11 @@ class LocalBackend:
         self._listeners: list[EventSink] = []
         self._group: TaskGroup | None = None
         self._browser_lost = anyio.Event()
+        self._relaunched = anyio.Event()  # pulsed when a relaunch ends (well or not): waiting starts go on
+        self._pool = WarmPool(settings)
         self._closing = False
-        self._watch(browser)
+        if browser is not None:
+            self._watch(browser)
 
     # ----- events -----
 
@@ -111,8 +120,13 @@ class LocalBackend:
                 f"{live} sessions are live, the most this server holds (BROWSER_SESSIONS_MAX_SESSIONS). "
                 "Terminate one with terminate, then start again."
             )
-        if self._group is None or self._browser_lost.is_set() or not self._browser.is_connected():
-            raise BrowserUnavailable("The browser is restarting; try start_session again in a few seconds.")
+        browser: Browser | None = None
+        if self.fleet is None:
+            browser, group = await self._available_browser()
+        elif self._group is None:
+            raise BrowserUnavailable("The server is starting; try start_session again in a few seconds.")
+        else:
+            group = self._group
         session_id = secrets.token_hex(6)
         profile: ProfileLease | None = None
         if config.profile_id is not None:
@@ -120,6 +134,7 @@ class LocalBackend:
                 self.profiles.lease, config.profile_id, caller.owner, f"live session {session_id}"
             )
         try:
+            endpoint = self.fleet.choose() if self.fleet is not None else None
             records = SessionRecorder(self.store, caller.owner)
             session = LocalSession(session_id, self.settings, self._emit, self.models, records=records, profile=profile)
         except BaseException:
@@ -129,7 +144,11 @@ class LocalBackend:
         self._sessions[session.id] = session
         self._prune()
         self._emit(SessionsChanged())
-        await self._group.start(session.run, self._browser)
+        if self.fleet is not None and endpoint is not None:
+            browser = self.fleet.assign(endpoint, session)  # no await since choose: it still has room
+        assert browser is not None
+        warm = self._pool.take(browser) if profile is None and self.fleet is None else None
+        await group.start(session.run, browser, warm)
         task = None
         initial = config.initial_task
         if initial is not None and session.live:
@@ -226,6 +245,21 @@ class LocalBackend:
 
     # ----- browser loss and recovery -----
 
+    async def _available_browser(self) -> tuple[Browser, TaskGroup]:
+        """The browser (and the group sessions run in); while it is being relaunched, waits (bounded) for it."""
+        if self._browser is None:
+            raise BrowserUnavailable("This server places sessions on browser endpoints; it launched no browser.")
+        with anyio.move_on_after(min(START_WAIT_SECONDS, self.settings.reconnect_window)):
+            while self._browser_lost.is_set() and not self._browser.is_connected():
+                await self._relaunched.wait()
+        if self._group is None or not self._browser.is_connected():
+            raise BrowserUnavailable("The browser is restarting; try start_session again in a few seconds.")
+        return self._browser, self._group
+
+    def _pulse_relaunched(self) -> None:
+        self._relaunched.set()
+        self._relaunched = anyio.Event()
+
     def _watch(self, browser: Browser) -> None:
         browser.on("disconnected", lambda _: None if self._closing else self._browser_lost.set())
 
@@ -234,6 +268,7 @@ class LocalBackend:
             await self._browser_lost.wait()
             await self._recover()
             self._browser_lost = anyio.Event()
+            self._pulse_relaunched()
 
     async def _recover(self) -> None:
         window = self.settings.reconnect_window
@@ -241,6 +276,7 @@ class LocalBackend:
         orphans = [s for s in self._sessions.values() if s.live]
         for session in orphans:
             session.orphan(reason)
+        await self._pool.drop()
         deadline = time.monotonic() + window
         delay = 0.5
         while True:
@@ -256,6 +292,8 @@ class LocalBackend:
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 10.0)
         self._watch(self._browser)
+        self._pool.fill(self._browser)
+        self._pulse_relaunched()
         for session in orphans:
             try:
                 await session.restore(self._browser)
@@ -269,6 +307,7 @@ class LocalBackend:
 
     async def _shutdown(self) -> None:
         self._closing = True
+        await self._pool.aclose()
         live = [s for s in self._sessions.values() if s.live]
         for session in live:
             session.request_end("Terminated", "server shutting down")
@@ -285,12 +324,21 @@ async def open_local_backend(settings: Settings, store: Store | None = None) -> 
         models = ModelChoice(configured_model(settings, http), sampling_only=wants_sampling(settings))
         playwright = await async_playwright().start()
         try:
-            browser, found = await launch(playwright, settings)
-            backend = LocalBackend(settings, playwright, browser, found, models, store)
+            if settings.browser_endpoints:  # sessions go to the endpoints (endpoints.py), no browser here
+                fleet = EndpointFleet(playwright, settings)
+                await fleet.connect()
+                backend = LocalBackend(settings, playwright, None, None, models, store, fleet)
+            else:
+                browser, found = await launch(playwright, settings)
+                backend = LocalBackend(settings, playwright, browser, found, models, store)
             try:
                 async with anyio.create_task_group() as group:
                     backend._group = group
-                    group.start_soon(backend._recover_forever)
+                    if backend.fleet is not None:
+                        group.start_soon(backend.fleet.supervise)
+                    else:
+                        backend._pool.start(group, browser)
+                        group.start_soon(backend._recover_forever)
                     try:
                         yield backend
                     finally:
@@ -299,7 +347,10 @@ async def open_local_backend(settings: Settings, store: Store | None = None) -> 
                         group.cancel_scope.cancel()
             finally:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(10):
-                    await backend._browser.close()
+                    if backend.fleet is not None:
+                        await backend.fleet.close()
+                    if backend._browser is not None:
+                        await backend._browser.close()
         finally:
             with anyio.CancelScope(shield=True):
                 await playwright.stop()

@@ -26,6 +26,7 @@ from browser_sessions.backends.local.egress import EgressProxy
 from browser_sessions.backends.local.planners.model_choice import ModelChoice
 from browser_sessions.backends.local.planners.models.base import ChatModel
 from browser_sessions.backends.local.policy import DomainPolicy
+from browser_sessions.backends.local.pool import WarmContext
 from browser_sessions.backends.local.records import SessionRecorder
 from browser_sessions.backends.local.secrets import SecretVault
 from browser_sessions.backends.local.session_browser import SessionBrowser
@@ -93,6 +94,8 @@ class LocalSession:
             on_blocked=self.browser.note_blocked,
         )
         self._proxy_port = 0
+        self.placement: str | None = None  # the browser endpoint it runs on (its label), when endpoints are used
+        self._warm: WarmContext | None = None
         self._wake = anyio.Event()
         self._end_request: tuple[SessionStatus, str] | None = None
         self._ended = anyio.Event()
@@ -193,17 +196,32 @@ class LocalSession:
 
     # ----- the supervisor -----
 
-    async def run(self, browser: Browser, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Open the context, then run queued tasks and the inactivity timer until the session ends.
+    async def run(
+        self,
+        browser: Browser,
+        warm: WarmContext | None = None,
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Open the context (or take ``warm``, a pooled one this session alone gets and closes when it ends),
+        then run queued tasks and the inactivity timer until the session ends.
 
         Never raises (but cancellation): a failure ends this session as Failed and leaves others alone.
         """
         started = False
+        self._warm = warm
         async with anyio.create_task_group() as group:
             try:
-                self._proxy_port = await group.start(self._proxy.serve)
-                await self.browser.open(browser, self._proxy_port)
-                self._set_status("Active", "browser context ready")
+                if warm is not None:
+                    warm.claim(self.policy.blocked_by, self.browser.note_blocked)
+                    self._proxy_port = warm.proxy_port
+                    self.browser.adopt(warm.context, warm.page)
+                else:
+                    self._proxy_port = await group.start(self._proxy.serve)
+                    await self.browser.open(browser, self._proxy_port)
+                where = f" on endpoint {self.placement}" if self.placement else ""
+                self._set_status("Active", f"browser context ready{where}")
+                self._last_activity = time.monotonic()  # the inactivity clock starts once the session is usable
                 task_status.started()
                 started = True
                 await self._loop()
@@ -264,6 +282,8 @@ class LocalSession:
             finally:
                 self.profile.release()
         await self.browser.close()
+        if self._warm is not None:
+            await self._warm.stop_proxy()  # the pooled context's proxy, which runs outside this session's task group
         self.ended_at = now()
         self._set_status(status, reason)  # recorded while the vault can still redact
         self.vault.clear()
@@ -280,12 +300,15 @@ class LocalSession:
             self.current.stop(BrowserLost(f"The browser was lost while this task ran ({reason})."))
         self._set_status("Orphaned", reason)
 
-    async def restore(self, browser: Browser) -> None:
-        """Recreate the context from the last saved cookies and storage and reopen the last URL."""
+    async def restore(
+        self, browser: Browser, reason: str = "browser relaunched; context restored from the last saved state"
+    ) -> None:
+        """Recreate the context on ``browser`` from the last saved cookies and storage and reopen the last URL;
+        ``reason`` goes with the return to Active."""
         if self.status != "Orphaned" or self._end_request is not None:
             return
         await self.browser.open(browser, self._proxy_port, restore=True)
-        self._set_status("Active", "browser relaunched; context restored from the last saved state")
+        self._set_status("Active", reason)
         self._wake.set()
 
     # ----- notifications -----

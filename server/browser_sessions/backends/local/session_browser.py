@@ -29,6 +29,18 @@ logger = logging.getLogger("browser_sessions.session")
 _REMEMBERED = 64  # hosts of recent top-level navigations, and of recent address refusals, kept to pair them
 
 
+async def new_session_context(
+    browser: Browser, settings: Settings, proxy_port: int, storage_state: dict[str, Any] | None = None
+) -> BrowserContext:
+    """A new context on ``browser`` whose every request goes through the egress proxy on ``proxy_port``."""
+    return await browser.new_context(
+        proxy={"server": f"http://127.0.0.1:{proxy_port}"},
+        viewport={"width": settings.viewport_width, "height": settings.viewport_height},
+        storage_state=cast("StorageState | None", storage_state),
+        accept_downloads=True,
+    )
+
+
 class SessionBrowser:
     def __init__(
         self,
@@ -70,23 +82,23 @@ class SessionBrowser:
         """A fresh context whose every request goes through the session's egress proxy, starting from the
         profile's state if any; with ``restore``, from the cookies and storage saved after the last task,
         reopening the last page."""
-        context = await browser.new_context(
-            proxy={"server": f"http://127.0.0.1:{proxy_port}"},
-            viewport={"width": self.settings.viewport_width, "height": self.settings.viewport_height},
-            storage_state=cast("StorageState | None", self._saved_state),
-            accept_downloads=True,
-        )
-        context.set_default_timeout(self.settings.step_timeout * 1000)
-        context.set_default_navigation_timeout(self.settings.navigation_timeout * 1000)
-        context.on("request", self._on_request)
-        context.on("page", self._on_page)
-        self.context, self.pages, self.active = context, [], None
-        self._on_page(await context.new_page())
+        context = await new_session_context(browser, self.settings, proxy_port, self._saved_state)
+        self.adopt(context, await context.new_page())
         if restore and self._resume_url and self._resume_url.startswith("http"):
             try:
                 await self.pages[-1].goto(self._resume_url, timeout=self.settings.navigation_timeout * 1000)
             except PlaywrightError as exc:
                 logger.info("session %s: reopening its last page failed: %s", self.session_id, exc.message)
+
+    def adopt(self, context: BrowserContext, page: Page) -> None:
+        """Take ``context`` (made by ``new_session_context`` for this session's proxy port, never used by
+        another session) with its first tab ``page``."""
+        context.set_default_timeout(self.settings.step_timeout * 1000)
+        context.set_default_navigation_timeout(self.settings.navigation_timeout * 1000)
+        context.on("request", self._on_request)
+        context.on("page", self._on_page)
+        self.context, self.pages, self.active = context, [], None
+        self._on_page(page)
 
     def forget(self) -> None:
         """The browser went away: drop what belonged to it."""

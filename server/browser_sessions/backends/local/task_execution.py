@@ -16,7 +16,7 @@ from browser_sessions.backends.local.planners.instruction_runner import run_line
 from browser_sessions.backends.local.planners.instructions import Line, parse
 from browser_sessions.backends.local.planners.models.base import ChatModel
 from browser_sessions.backends.tasks import TaskRecord
-from browser_sessions.errors import InstructionError, ModelRequired, TaskFailure, TaskTimeout
+from browser_sessions.errors import BrowserLost, InstructionError, ModelRequired, TaskFailure, TaskTimeout
 
 if TYPE_CHECKING:
     from browser_sessions.backends.local.session import LocalSession
@@ -32,6 +32,30 @@ def choose_planner(task_details: str, model: ChatModel | None) -> tuple[list[Lin
         if model is None:
             raise
         return [], model
+
+
+LOSS_GRACE_SECONDS = 2.0
+
+
+async def _browser_lost_meanwhile(session: LocalSession) -> bool:
+    """Whether the session's browser went away under the task. A step's error ("target closed") can reach the
+    task before the connection's loss does (a browser endpoint's server dies with its browser): when a tab
+    closed under the task, wait a little (bounded) for the connection to tell."""
+    context = session.browser.context
+    browser = context.browser if context is not None else None
+    if browser is None:
+        return False
+    if browser.is_connected() and any(page.is_closed() for page in session.browser.pages):
+        gone = anyio.Event()
+
+        def disconnected(_: object) -> None:
+            gone.set()
+
+        browser.on("disconnected", disconnected)
+        with anyio.move_on_after(LOSS_GRACE_SECONDS):
+            await gone.wait()
+        browser.remove_listener("disconnected", disconnected)
+    return not browser.is_connected()
 
 
 async def execute_task(session: LocalSession, task: TaskRecord) -> None:
@@ -73,6 +97,10 @@ async def execute_task(session: LocalSession, task: TaskRecord) -> None:
             failure = TaskFailure("The task hit an internal error (logged on the server); the session is still usable.")
     task.scope = None
     if task.finished:
+        return
+    if failure is not None and task.stop_reason is None and await _browser_lost_meanwhile(session):
+        failure = BrowserLost(f"The browser was lost while this task ran ({failure.message})")
+    if task.finished:  # the engine orphaned the session meanwhile, which failed the task
         return
     failure = task.stop_reason or failure
     if failure is None:
