@@ -18,6 +18,7 @@ import anyio
 import anyio.abc
 import httpx
 import pytest
+from anyio.abc import SocketStream
 from mcp import Client
 
 from browser_sessions.backends.local.addresses import AddressPolicy, IPAddress, non_public_kind
@@ -224,40 +225,39 @@ async def test_file_urls_load_when_allowed() -> None:
 # ----- the proxy itself: no connection to a refused address, and one resolution per request -----
 
 
+class Dialled(list[tuple[str, int]]):
+    """Every (address, port) the proxy dials. Loopback is really dialled; anything else is refused at once
+    (the public internet is not reachable from here, and no test traffic may leave the machine)."""
+
+    async def dial(self, address: str, port: int) -> SocketStream:
+        self.append((address, port))
+        if address != "127.0.0.1":
+            raise ConnectionRefusedError(f"tests dial only loopback, not {address}")
+        return await anyio.connect_tcp(address, port)
+
+
+@pytest.fixture
+def dialled() -> Dialled:
+    return Dialled()
+
+
 @asynccontextmanager
-async def proxy_with(policy: AddressPolicy, resolve: Any = None) -> AsyncIterator[EgressProxy]:
-    proxy = EgressProxy(lambda host: None, addresses=policy, resolve=resolve, connect_timeout=10)
+async def proxy_with(policy: AddressPolicy, dialled: Dialled, resolve: Any = None) -> AsyncIterator[EgressProxy]:
+    proxy = EgressProxy(lambda host: None, addresses=policy, resolve=resolve, dial=dialled.dial, connect_timeout=10)
     async with anyio.create_task_group() as group:
         await group.start(proxy.serve)
         yield proxy
         group.cancel_scope.cancel()
 
 
-@pytest.fixture
-def dialled(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
-    """Every (host, port) anyio.connect_tcp is asked to dial. Loopback is dialled; anything else is refused
-    at once, so no test traffic leaves the machine."""
-    seen: list[tuple[str, int]] = []
-    original = anyio.connect_tcp
-
-    async def spy(host: str, port: int, **kwargs: Any) -> Any:
-        seen.append((str(host), port))
-        if str(host) != "127.0.0.1":
-            raise ConnectionRefusedError(f"tests dial only loopback, not {host}")
-        return await original(host, port, **kwargs)
-
-    monkeypatch.setattr(anyio, "connect_tcp", spy)
-    return seen
+def upstream(dialled: Dialled) -> list[str]:
+    """The addresses the proxy dialled."""
+    return [address for address, _ in dialled]
 
 
-def upstream(dialled: list[tuple[str, int]], proxy: EgressProxy) -> list[str]:
-    """The hosts the proxy dialled (the test's own connections to the proxy left out)."""
-    return [host for host, port in dialled if port != proxy.port]
-
-
-async def test_metadata_is_refused_without_a_connection_attempt(dialled: list[tuple[str, int]]) -> None:
+async def test_metadata_is_refused_without_a_connection_attempt(dialled: Dialled) -> None:
     with anyio.fail_after(10):
-        async with proxy_with(AddressPolicy(private_allowed=True)) as proxy:
+        async with proxy_with(AddressPolicy(private_allowed=True), dialled) as proxy:
             for request in (
                 "GET http://169.254.169.254/latest/meta-data/ HTTP/1.1\r\n\r\n",
                 "CONNECT 169.254.169.254:443 HTTP/1.1\r\n\r\n",
@@ -267,12 +267,10 @@ async def test_metadata_is_refused_without_a_connection_attempt(dialled: list[tu
                 answer = await exchange(proxy.port, request.encode())
                 assert answer.startswith(b"HTTP/1.1 403 ") and b"cloud metadata" in answer, (request, answer)
     assert [r.kind for r in proxy.blocked] == ["address"] * 4
-    assert upstream(dialled, proxy) == []
+    assert upstream(dialled) == []
 
 
-async def test_the_proxy_dials_the_address_it_checked_and_resolves_once(
-    dialled: list[tuple[str, int]], site: Site
-) -> None:
+async def test_the_proxy_dials_the_address_it_checked_and_resolves_once(dialled: Dialled, site: Site) -> None:
     asked: list[str] = []
 
     async def loopback(host: str, port: int) -> list[IPAddress]:
@@ -281,10 +279,10 @@ async def test_the_proxy_dials_the_address_it_checked_and_resolves_once(
 
     # A name the system cannot resolve reaches the site at the address the proxy resolved and checked.
     before = len(site.requests)
-    async with proxy_with(AddressPolicy(private_allowed=True), loopback) as proxy:
+    async with proxy_with(AddressPolicy(private_allowed=True), dialled, loopback) as proxy:
         answer = await exchange(proxy.port, f"GET http://nowhere.test:{site.port}/table HTTP/1.1\r\n\r\n".encode())
     assert answer.startswith(b"HTTP/1.0 200 ") and b"Price list" in answer
-    assert asked == ["nowhere.test"] and upstream(dialled, proxy) == ["127.0.0.1"]
+    assert asked == ["nowhere.test"] and upstream(dialled) == ["127.0.0.1"]
     assert site.requests[before:] == [(f"nowhere.test:{site.port}", "/table")]
 
     # DNS rebinding: a public answer first, loopback to any later question. The proxy asks once and dials
@@ -297,10 +295,10 @@ async def test_the_proxy_dials_the_address_it_checked_and_resolves_once(
         return [ip_address("8.8.8.8" if len(asked) == 1 else "127.0.0.1")]
 
     before = len(site.requests)
-    async with proxy_with(AddressPolicy(private_allowed=False), rebinding) as proxy:
+    async with proxy_with(AddressPolicy(private_allowed=False), dialled, rebinding) as proxy:
         answer = await exchange(proxy.port, f"GET http://rebind.test:{site.port}/ HTTP/1.1\r\n\r\n".encode())
     assert answer.startswith(b"HTTP/1.1 502 ")
-    assert asked == ["rebind.test"] and upstream(dialled, proxy) == ["8.8.8.8"]
+    assert asked == ["rebind.test"] and upstream(dialled) == ["8.8.8.8"]
     assert site.requests[before:] == []
 
     # One private answer among several is enough to refuse, whatever the order.
@@ -308,10 +306,10 @@ async def test_the_proxy_dials_the_address_it_checked_and_resolves_once(
         return [ip_address("8.8.8.8"), ip_address("10.1.2.3")]
 
     dialled.clear()
-    async with proxy_with(AddressPolicy(private_allowed=False), mixed) as proxy:
+    async with proxy_with(AddressPolicy(private_allowed=False), dialled, mixed) as proxy:
         answer = await exchange(proxy.port, b"CONNECT dual.test:443 HTTP/1.1\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 403 ") and b"10.1.2.3 (resolved from dual.test) is a private" in answer
-    assert upstream(dialled, proxy) == []
+    assert upstream(dialled) == []
 
 
 @pytest.mark.parametrize(

@@ -38,6 +38,8 @@ Decide: TypeAlias = Callable[[str], str | None]
 """Host (lower-case, no port) -> the reason it is blocked, or None if allowed."""
 Resolve: TypeAlias = Callable[[str, int], Awaitable[list[IPAddress]]]
 """(host, port) -> the addresses to dial, in order; raises OSError when the host cannot be resolved."""
+Dial: TypeAlias = Callable[[str, int], Awaitable[SocketStream]]
+"""(address, port) -> an open connection; raises OSError when it cannot connect (default: anyio.connect_tcp)."""
 
 _MAX_HEAD = 64 * 1024
 _HEAD_TIMEOUT = 30.0
@@ -90,12 +92,14 @@ class EgressProxy:
         addresses: AddressPolicy | None = None,
         on_blocked: Callable[[BlockedRequest], None] | None = None,
         resolve: Resolve | None = None,
+        dial: Dial | None = None,
         connect_timeout: float = 10.0,
     ) -> None:
         self._decide = decide
         self._addresses = addresses
         self._on_blocked = on_blocked
         self._resolve = resolve or resolve_host
+        self._dial = dial or _dial_tcp
         self._connect_timeout = connect_timeout
         self._blocked: list[BlockedRequest] = []
         self._port: int | None = None
@@ -196,7 +200,7 @@ class EgressProxy:
         with anyio.move_on_after(self._connect_timeout):
             for address in addresses:
                 try:
-                    return await anyio.connect_tcp(str(address), port)
+                    return await self._dial(str(address), port)
                 except OSError as exc:  # refused or unreachable: try the next address
                     logger.debug("upstream %s at %s unreachable: %s", host, address, type(exc).__name__)
         return None
@@ -317,3 +321,7 @@ async def _reply(client: SocketStream, client_rx: ByteReceiveStream, status: int
         with anyio.move_on_after(_LINGER):
             while True:
                 await client_rx.receive(_CHUNK)
+
+
+async def _dial_tcp(address: str, port: int) -> SocketStream:
+    return await anyio.connect_tcp(address, port)
