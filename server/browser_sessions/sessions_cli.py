@@ -34,7 +34,7 @@ from browser_sessions.errors import describe_validation
 from browser_sessions.models import LIVE_STATUSES, BackendName, SessionStatus, WireModel
 from browser_sessions.run_display import printable
 from browser_sessions.settings import Settings
-from browser_sessions.store import BUSY_TIMEOUT_MS, SCHEMA_VERSION
+from browser_sessions.store import BUSY_TIMEOUT_MS, check_schema_version
 from browser_sessions.store_runs import LIVE, LIVE_MARKS, recover, runs_dir
 
 RECENT = 20
@@ -97,11 +97,7 @@ def read_sessions(path: Path, limit: int | None) -> tuple[list[SessionRow], int]
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sessions'").fetchone() is None:
             return [], 0
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise sqlite3.DatabaseError(
-                f"{path} was written by a newer browser-sessions (schema {version}); upgrade browser-sessions"
-            )
+        check_schema_version(db, path)
         recover(db, runs_dir(path), own_run="")
         total = db.execute("SELECT count(*) FROM sessions").fetchone()[0]
         if limit is None:

@@ -99,6 +99,16 @@ def _is_text(value: str) -> bool:
     return True
 
 
+def check_schema_version(db: sqlite3.Connection, path: Path) -> None:
+    """Refuse (``sqlite3.DatabaseError``) a database written by a newer browser-sessions."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(
+            f"{path} was written by a newer browser-sessions (schema {version}); upgrade, or set "
+            "BROWSER_SESSIONS_DATABASE to another file."
+        )
+
+
 def _create_private(path: Path) -> None:
     """``path`` exists and only its owner may read or write it."""
     os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
@@ -129,12 +139,7 @@ class Store:
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise sqlite3.DatabaseError(
-                    f"{path} was written by a newer browser-sessions (schema {version}); upgrade, or set "
-                    "BROWSER_SESSIONS_DATABASE to another file."
-                )
+            check_schema_version(db, path)
             db.executescript(_SCHEMA)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             recover(db, runs, run_id)
